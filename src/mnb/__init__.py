@@ -1,0 +1,1 @@
+"""Development helpers of microscopy-notebook: fetched files, the storage emulator, its front."""

@@ -1,0 +1,199 @@
+"""A loopback HTTP(S) front for fake-gcs-server.
+
+It exists for three reasons, each a wire-level gap rather than a client problem:
+
+* gsutil only speaks https to the JSON API, and the Python client and gcloud are happiest on http;
+  one backend serves both through this front.
+* fake-gcs-server answers ``DELETE`` with ``200`` and a ``null`` body, which makes ``gcloud storage
+  rm`` and ``gsutil rm`` delete the object and then exit 1; the real service answers ``204``.
+* upload ``Location`` headers name the backend's own address; they are rewritten to the address the
+  client actually used, whatever its scheme.
+
+It also carries a fault table (`Faults`) so tests can make the storage misbehave on purpose.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+}
+
+
+@dataclass
+class Fault:
+    """One scripted misbehaviour: while ``remaining`` > 0, requests matching ``match`` get ``action``.
+
+    ``action`` is ``"status:NNN"`` (answer NNN without forwarding), ``"drop-after"`` (forward, then
+    close the connection without answering: the request took effect, the client never hears), or
+    ``"reset"`` (close the connection before forwarding).
+    """
+
+    match: Callable[[str, str], bool]
+    action: str
+    remaining: int = 1
+    hits: int = 0
+
+
+@dataclass
+class Faults:
+    """Thread-safe list of faults consulted on every request."""
+
+    _items: list[Fault] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, match: Callable[[str, str], bool], action: str, times: int = 1) -> Fault:
+        fault = Fault(match, action, times)
+        with self._lock:
+            self._items.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def take(self, method: str, path: str) -> str | None:
+        with self._lock:
+            for fault in self._items:
+                if fault.remaining > 0 and fault.match(method, path):
+                    fault.remaining -= 1
+                    fault.hits += 1
+                    return fault.action
+        return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "_FrontServer"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _proxy(self) -> None:
+        body = self._read_body()
+        action = self.server.faults.take(self.command, self.path)
+        if action == "reset":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if action and action.startswith("status:"):
+            self._answer(int(action.split(":", 1)[1]), [("Content-Type", "application/json")],
+                         b'{"error": {"code": %s, "message": "injected fault"}}' % action[7:].encode())
+            return
+
+        backend = http.client.HTTPConnection(*self.server.backend, timeout=120)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers["Content-Length"] = str(len(body))
+        try:
+            backend.request(self.command, self.path, body=body, headers=headers)
+            resp = backend.getresponse()
+            data = resp.read()
+            status, out_headers = resp.status, resp.getheaders()
+        finally:
+            backend.close()
+
+        if action == "drop-after":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if self.command == "DELETE" and status == 200 and data.strip() in (b"", b"null"):
+            status, data = 204, b""
+        here = f"{self.server.scheme}://{self.headers.get('Host', self.server.public_host)}"
+        there = f"http://{self.server.backend[0]}:{self.server.backend[1]}"
+        fixed = []
+        for key, value in out_headers:
+            if key.lower() in HOP_BY_HOP:
+                continue
+            if key.lower() == "location":
+                value = value.replace(there, here)
+            fixed.append((key, value))
+        if there.encode() in data:
+            data = data.replace(there.encode(), here.encode())
+        self._answer(status, fixed, data)
+
+    def _answer(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
+        if status not in (204, 304):
+            self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD" and status not in (204, 304):
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _proxy
+
+
+class _FrontServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, backend: tuple[str, int], faults: Faults, scheme: str,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.backend = backend
+        self.faults = faults
+        self.scheme = scheme
+        self.public_host = f"127.0.0.1:{self.server_address[1]}"
+        if ssl_context is not None:
+            self.socket = ssl_context.wrap_socket(self.socket, server_side=True)
+
+
+class Front:
+    """An http and an https listener on 127.0.0.1, both forwarding to ``backend``."""
+
+    def __init__(self, backend: tuple[str, int], ssl_context: ssl.SSLContext) -> None:
+        self.faults = Faults()
+        self._servers = [
+            _FrontServer(backend, self.faults, "http"),
+            _FrontServer(backend, self.faults, "https", ssl_context),
+        ]
+        self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in self._servers]
+
+    @property
+    def http_port(self) -> int:
+        return self._servers[0].server_address[1]
+
+    @property
+    def https_port(self) -> int:
+        return self._servers[1].server_address[1]
+
+    def start(self) -> "Front":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()

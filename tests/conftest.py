@@ -1,0 +1,45 @@
+"""Shared fixtures: the real storage emulator and the sample files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mnb import samples
+from mnb.emulator import Emulator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    """One fake-gcs-server with its http/https front for the session; stopped at the end."""
+    with Emulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def storage_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This process (and its children) pointed at the emulator; faults cleared before and after."""
+    emulator.faults.clear()
+    for key, value in emulator.env.items():
+        monkeypatch.setenv(key, value)
+    yield dict(os.environ)
+    emulator.faults.clear()
+
+
+@pytest.fixture
+def gcs(storage_env: dict[str, str]):
+    """A google-cloud-storage client talking to the emulator."""
+    from google.cloud import storage
+
+    return storage.Client()
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The real sample files, by object name under MockDataFiles/."""
+    return samples.files()
