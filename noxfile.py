@@ -27,11 +27,9 @@ def _install(session: nox.Session, *groups: str) -> None:
 def build_book(session: nox.Session, *args: str) -> None:
     """Build the book with the storage emulator up and the samples seeded; every notebook runs."""
     session.run(
-        "python", "-m", "mnb.emulator", "--seed", "--",
-        "jupyter-book", "build", str(ROOT / "book"),
-        "--warningiserror",  # a warning is an error: a broken reference never ships
-        "--nitpick",  # every cross-reference must resolve
-        "--keep-going",  # report all warnings of a build at once, then fail
+        "python", "-c",
+        "import sys; from mnb import book, emulator;"
+        "sys.exit(emulator.main(['--seed', '--', *book.build_command(book.BOOK, *sys.argv[1:])]))",
         *args,
     )
     session.log(f"the site is at {BOOK_HTML / 'index.html'}")
@@ -48,7 +46,30 @@ def docs(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Run the whole test suite: book, workflow, image spec and the built site."""
     _install(session, "test")
+    build_book(session)  # the site tests read what the docs session would publish
     session.run("pytest", *session.posargs, env={"MNB_BATCH_PYTHON": _batch_python(session)})
+
+
+@nox.session(python=PYTHON, default=False)
+def image(session: nox.Session) -> None:
+    """Build image/ with docker or podman, then check imports, CLIs and notebooks inside it."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from mnb import image as mnb_image  # stdlib and packaging only: fine in nox's interpreter
+
+    engine = mnb_image.find_engine()
+    if engine.path is None:
+        session.error(engine.reason)  # never report a build that did not happen
+    session.log(f"container engine: {engine.reason}")
+    _install(session, "book")  # the emulator and the samples it is seeded with
+    tags = mnb_image.tags()
+    session.run("python", "-m", "mnb.image", "build", "--engine", engine.path,
+                *(f"--tag={tag}" for tag in tags), "--", *session.posargs)
+    session.run("python", "-m", "mnb.emulator", "--seed", "--",
+                "python", "-m", "mnb.image", "notebooks", "--engine", engine.path,
+                "--image", tags[-1])
+    session.log(f"built and checked: {', '.join(tags)}")
 
 
 def _batch_python(session: nox.Session) -> str:

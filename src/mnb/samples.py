@@ -15,6 +15,7 @@ from mnb import fetch
 BUCKET = "nexuslims_example-datafiles"
 PREFIX = "MockDataFiles/"
 OUTPUT_BUCKET = "nexuslims_example-joboutput"
+SCRATCH_BUCKET = "nexuslims_example-scratch"  # "your own bucket" in the storage chapter
 _IO = "hyperspy/tests/io/"
 
 
@@ -71,12 +72,15 @@ def files() -> Path:
 
 
 def seed(bucket: str = BUCKET, prefix: str = PREFIX, client=None) -> list[str]:
-    """Create ``bucket`` (and the job's output bucket) and upload every sample; returns names."""
+    """Create ``bucket`` (and the output and scratch buckets) and upload every sample.
+
+    Returns the object names. Existing buckets are kept, so seeding twice is harmless.
+    """
     from google.cloud import storage
 
     client = client or storage.Client()
     root = files()
-    for name in (bucket, OUTPUT_BUCKET):
+    for name in (bucket, OUTPUT_BUCKET, SCRATCH_BUCKET):
         if client.lookup_bucket(name) is None:
             client.create_bucket(name)
     target = client.bucket(bucket)

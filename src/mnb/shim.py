@@ -6,6 +6,9 @@ It exists for three reasons, each a wire-level gap rather than a client problem:
   one backend serves both through this front.
 * fake-gcs-server answers ``DELETE`` with ``200`` and a ``null`` body, which makes ``gcloud storage
   rm`` and ``gsutil rm`` delete the object and then exit 1; the real service answers ``204``.
+* fake-gcs-server 1.54 lacks ``GET /storage/v1/b/BUCKET/storageLayout`` (added in 1.55), which
+  ``gcloud storage rm -r`` asks for; the front answers it as the real service does for a bucket
+  without hierarchical namespace.
 * upload ``Location`` headers name the backend's own address; they are rewritten to the address the
   client actually used, whatever its scheme.
 
@@ -15,12 +18,16 @@ It also carries a fault table (`Faults`) so tests can make the storage misbehave
 from __future__ import annotations
 
 import http.client
+import json
+import re
 import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
+
+_LAYOUT = re.compile(r"^/storage/v1/b/([^/?]+)/storageLayout(\?|$)")
 
 HOP_BY_HOP = {
     "connection",
@@ -111,6 +118,11 @@ class _Handler(BaseHTTPRequestHandler):
                          b'{"error": {"code": %s, "message": "injected fault"}}' % action[7:].encode())
             return
 
+        layout = _LAYOUT.match(self.path) if self.command == "GET" else None
+        if layout:
+            self._storage_layout(layout.group(1))
+            return
+
         backend = http.client.HTTPConnection(*self.server.backend, timeout=120)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["Content-Length"] = str(len(body))
@@ -140,6 +152,26 @@ class _Handler(BaseHTTPRequestHandler):
         if there.encode() in data:
             data = data.replace(there.encode(), here.encode())
         self._answer(status, fixed, data)
+
+    def _storage_layout(self, bucket: str) -> None:
+        probe = http.client.HTTPConnection(*self.server.backend, timeout=30)
+        try:
+            probe.request("GET", f"/storage/v1/b/{bucket}")
+            resp = probe.getresponse()
+            body = resp.read()
+        finally:
+            probe.close()
+        if resp.status != 200:
+            self._answer(resp.status, [("Content-Type", "application/json")], body)
+            return
+        layout = {
+            "kind": "storage#storageLayout",
+            "bucket": bucket,
+            "location": json.loads(body).get("location", "US-CENTRAL1"),
+            "locationType": "region",
+            "hierarchicalNamespace": {"enabled": False},
+        }
+        self._answer(200, [("Content-Type", "application/json")], json.dumps(layout).encode())
 
     def _answer(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
         self.send_response(status)
