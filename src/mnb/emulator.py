@@ -32,7 +32,7 @@ from mnb import fetch
 from mnb.shim import Front
 
 PROJECT = "nexuslims-example"  # any id: the emulator does not check projects
-RETRIES = 2  # every client retries; bounded so that a dead server is reported in seconds
+RETRIES = 5  # every client retries; bounded so that a dead server is reported in seconds
 
 
 def _free_port() -> int:

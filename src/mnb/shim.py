@@ -84,6 +84,18 @@ class Faults:
         return None
 
 
+_REASONS = {429: ("usageLimits", "rateLimitExceeded"), 503: ("global", "backendError")}
+
+
+def _error_body(code: int) -> bytes:
+    """An error as Cloud Storage words it, so clients classify an injected fault as the real one."""
+    domain, reason = _REASONS.get(code, ("global", "injectedFault"))
+    message = f"injected fault {code}"
+    error = {"code": code, "message": message,
+             "errors": [{"domain": domain, "reason": reason, "message": message}]}
+    return json.dumps({"error": error}).encode()
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: "_FrontServer"
@@ -114,8 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         if action and action.startswith("status:"):
-            self._answer(int(action.split(":", 1)[1]), [("Content-Type", "application/json")],
-                         b'{"error": {"code": %s, "message": "injected fault"}}' % action[7:].encode())
+            code = int(action.split(":", 1)[1])
+            self._answer(code, [("Content-Type", "application/json")], _error_body(code))
             return
 
         layout = _LAYOUT.match(self.path) if self.command == "GET" else None
@@ -199,6 +211,14 @@ class _FrontServer(ThreadingHTTPServer):
         self.public_host = f"127.0.0.1:{self.server_address[1]}"
         if ssl_context is not None:
             self.socket = ssl_context.wrap_socket(self.socket, server_side=True)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients hang up on us all the time (and the faults make us hang up on them); a
+        # traceback per reset would bury the output of the run that is being served.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class Front:
