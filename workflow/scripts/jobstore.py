@@ -1,0 +1,204 @@
+"""Every storage call of the thumbnail job, for ``gs://`` locations and local directories alike.
+
+google-cloud-storage honours ``STORAGE_EMULATOR_HOST``, so the same calls run against the emulator
+in the tests and the book. Every call has a bounded retry and timeout: an unreachable storage is an
+error within a minute, never a hang. Nothing here ever overwrites a preview: new objects are
+created with ``if_generation_match=0`` (locally: written aside, then hard-linked into place).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from jobplan import Location
+
+# Transient errors (429, 5xx, resets) are retried with backoff for at most RETRY_SECONDS; a request
+# may take CONNECT_TIMEOUT to connect and READ_TIMEOUT between bytes. Worst case to an error for an
+# unreachable server: about RETRY_SECONDS + CONNECT_TIMEOUT, well under 60 s.
+RETRY_SECONDS = 25.0
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+TIMEOUT = (CONNECT_TIMEOUT, READ_TIMEOUT)
+
+
+class StoreError(RuntimeError):
+    """A storage problem the user must fix (missing bucket, no access, no credentials)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _retry():
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(RETRY_SECONDS).with_delay(initial=0.5, maximum=5.0)
+
+
+@functools.lru_cache(maxsize=1)
+def client():
+    """One client per process; a missing login is a clear message, not a traceback."""
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud import storage
+
+    try:
+        return storage.Client()
+    except DefaultCredentialsError as exc:
+        raise StoreError(
+            "The thumbnail job found no Google credentials. In your JupyterLab terminal run "
+            "`gcloud auth application-default login --no-launch-browser` and try again "
+            f"(details: {exc})."
+        ) from exc
+
+
+def _explain(exc: Exception, loc: Location, what: str) -> StoreError:
+    from google.api_core import exceptions as gexc
+
+    if isinstance(exc, gexc.NotFound):
+        return StoreError(
+            f"The thumbnail job cannot {what} {loc}: the bucket `{loc.bucket}` does not exist. "
+            "Check the spelling in the job's config, or create the bucket first "
+            f"(`gcloud storage buckets create gs://{loc.bucket}`)."
+        )
+    if isinstance(exc, gexc.Forbidden | gexc.Unauthorized):
+        return StoreError(
+            f"The thumbnail job is not allowed to {what} {loc} ({exc.code}). Check that you are "
+            "signed in (`gcloud auth application-default login`), that the project is right, and "
+            "that your account holds a Storage role on the bucket."
+        )
+    return StoreError(f"The thumbnail job could not {what} {loc}: {exc}")
+
+
+def _storage_errors():
+    from google.api_core.exceptions import GoogleAPIError
+    from requests.exceptions import RequestException
+
+    return (GoogleAPIError, RequestException)
+
+
+def list_names(loc: Location, missing_ok: bool = False) -> Iterator[str]:
+    """Names of every object under ``loc``, relative to it; one paged listing, streamed.
+
+    ``missing_ok``: a local directory that does not exist yet lists as empty (an output folder
+    before the first run). A missing bucket is always an error.
+    """
+    if loc.scheme == "file":
+        if not os.path.isdir(loc.path):
+            if missing_ok and not os.path.exists(loc.path):
+                return
+            raise StoreError(f"The thumbnail job cannot list {loc}: it is not a directory.")
+        for top, dirs, files in os.walk(loc.path):
+            dirs.sort()
+            rel = os.path.relpath(top, loc.path)
+            for f in sorted(files):
+                yield f if rel == "." else f"{rel}/{f}".replace(os.sep, "/")
+        return
+    prefix = f"{loc.path}/" if loc.path else ""
+    try:
+        # fields=: names only, which keeps each page of 1,000 small at archive scale.
+        blobs = client().list_blobs(loc.bucket, prefix=prefix, fields="items(name),nextPageToken",
+                                    retry=_retry(), timeout=TIMEOUT)
+        for blob in blobs:
+            if not blob.name.endswith("/"):  # "folder" placeholders some tools create
+                yield blob.name[len(prefix):]
+    except _storage_errors() as exc:
+        raise _explain(exc, loc, "list") from exc
+
+
+def local_path(loc: Location, name: str) -> Path:
+    return Path(loc.key(name))
+
+
+def fetch(loc: Location, name: str, dest: Path) -> Path:
+    """A readable local copy of ``name``: the file itself for a local location (read in place,
+    never opened for writing), else a download to ``dest``. FileNotFoundError if it is gone."""
+    if loc.scheme == "file":
+        path = local_path(loc, name)
+        if not path.is_file():
+            raise FileNotFoundError(str(path))
+        return path
+    from google.api_core.exceptions import NotFound
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    blob = client().bucket(loc.bucket).blob(loc.key(name))
+    try:
+        blob.download_to_filename(str(dest), retry=_retry(), timeout=TIMEOUT)
+    except NotFound as exc:
+        raise FileNotFoundError(loc.child(name)) from exc
+    return dest
+
+
+def read(loc: Location, name: str) -> tuple[bytes | None, int]:
+    """Content and generation of ``name`` (None and 0 if absent). Local files have generation 0."""
+    if loc.scheme == "file":
+        path = local_path(loc, name)
+        return (path.read_bytes(), 0) if path.is_file() else (None, 0)
+    from google.api_core.exceptions import NotFound
+
+    blob = client().bucket(loc.bucket).blob(loc.key(name))
+    try:
+        data = blob.download_as_bytes(retry=_retry(), timeout=TIMEOUT)
+    except NotFound:
+        return None, 0
+    except _storage_errors() as exc:
+        raise _explain(exc, loc, "read") from exc
+    return data, int(blob.generation or 0)
+
+
+def create(loc: Location, name: str, data: bytes, content_type: str) -> bool:
+    """Write ``name`` only if nothing is there yet; True if written, False if it already existed.
+
+    Either the whole object appears or none: a killed run never leaves half a preview behind.
+    """
+    if loc.scheme == "file":
+        path = local_path(loc, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        tmp.write_bytes(data)
+        try:
+            os.link(tmp, path)  # atomic, and fails rather than replace an existing file
+            return True
+        except FileExistsError:
+            return False
+        except OSError:
+            # A file system without hard links: check, then rename (atomic, not exclusive).
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
+    from google.api_core.exceptions import PreconditionFailed
+
+    blob = client().bucket(loc.bucket).blob(loc.key(name))
+    try:
+        # Generation 0 means "only if absent"; that also makes the retry safe: if a lost response
+        # hid a successful upload, the retry meets the object and gets 412.
+        blob.upload_from_string(data, content_type=content_type, if_generation_match=0,
+                                retry=_retry(), timeout=TIMEOUT)
+    except PreconditionFailed:
+        return False
+    return True
+
+
+def replace(loc: Location, name: str, data: bytes, content_type: str,
+            generation: int | None = None) -> bool:
+    """Write ``name`` over the version read at ``generation`` (0: none; None: whatever is there);
+    False if someone else wrote it meanwhile, so the caller can merge again, not lose an update."""
+    if loc.scheme == "file":
+        path = local_path(loc, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return True
+    from google.api_core.exceptions import PreconditionFailed
+
+    blob = client().bucket(loc.bucket).blob(loc.key(name))
+    try:
+        blob.upload_from_string(data, content_type=content_type, if_generation_match=generation,
+                                retry=_retry(), timeout=TIMEOUT)
+    except PreconditionFailed:
+        return False
+    return True

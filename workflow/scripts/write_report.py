@@ -1,0 +1,70 @@
+"""Merge the batches' rows into the output's cumulative report (the ``report`` rule).
+
+``<output>/report.json`` is the record: one row per file ever previewed there (this run's rows
+replace older rows of the same file), a summary, and the last run's counts. ``report.csv`` holds
+the same rows for spreadsheets. The JSON is written only over the version this step read (a
+generation precondition), so two runs finishing together merge rather than lose rows.
+"""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jobplan
+import jobstore
+
+ATTEMPTS = 5  # merges retried when another run wrote the report in between
+
+
+def load_rows(paths: list[str]) -> tuple[list[dict], float]:
+    rows: list[dict] = []
+    seconds = 0.0
+    for path in paths:
+        batch = json.loads(Path(path).read_text())
+        rows.extend(batch["rows"])
+        seconds += batch.get("seconds", 0.0)
+    return rows, seconds
+
+
+def previous_rows(document: bytes | None) -> list[dict]:
+    if not document:
+        return []
+    try:
+        return list(json.loads(document)["files"])
+    except (ValueError, KeyError, TypeError):
+        return []  # unreadable: every file it listed was planned again, so its rows come back
+
+
+def publish(source: jobplan.Location, target: jobplan.Location, new: list[dict], run: dict) -> dict:
+    """Merge ``new`` into the report under ``target`` and write it; returns the document."""
+    for _ in range(ATTEMPTS):
+        old, generation = jobstore.read(target, jobplan.REPORT_JSON)
+        rows = jobplan.merge_rows(previous_rows(old), new)
+        updated = datetime.now(UTC).isoformat(timespec="seconds")
+        document = jobplan.report_document(source, target, rows, run, updated)
+        if jobstore.replace(target, jobplan.REPORT_JSON, jobplan.report_json(document),
+                            "application/json", generation):
+            jobstore.replace(target, jobplan.REPORT_CSV, jobplan.report_csv(rows),
+                             "text/csv; charset=utf-8")
+            return document
+    raise RuntimeError(f"{target.child(jobplan.REPORT_JSON)} kept changing while this run "
+                       f"merged its rows; run the job again to merge them")
+
+
+def main(smk) -> None:
+    source = jobplan.parse_location(smk.params.input, "input")
+    target = jobplan.parse_location(smk.params.output, "output")
+    new, seconds = load_rows(list(smk.input.batches))
+    run = {"plan": smk.wildcards.plan, **jobplan.summarize(new),
+           "render_seconds": round(seconds, 3),
+           "failures": [{"name": r["name"], "error": r["error"]} for r in new if not r["ok"]]}
+    document = publish(source, target, new, run)
+    with open(smk.log[0], "w") as log:
+        print(f"report: {target.child(jobplan.REPORT_JSON)} ({document['summary']['files']} "
+              f"files in total)", file=log)
+        print(jobplan.summary_line(run), file=log)
+    Path(smk.output.run).write_text(json.dumps(run, indent=1, ensure_ascii=False) + "\n")
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821 - defined by Snakemake's script preamble
