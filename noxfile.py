@@ -83,5 +83,12 @@ def _batch_python(session: nox.Session) -> str:
     return str(python)
 
 
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Time the thumbnail job against the original guide's job shape: nox -s bench [-- --files N]."""
+    _install(session, "test")
+    session.run("python", "-m", "mnb.bench", *session.posargs)
+
+
 if os.environ.get("CI"):
     nox.options.error_on_missing_interpreters = True  # CI must not silently skip a session

@@ -165,6 +165,10 @@ class Emulator:
             "CLOUDSDK_STORAGE_MAX_RETRIES": str(RETRIES),
             "CLOUDSDK_STORAGE_MAX_RETRY_DELAY": "2",
             "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE": str(self.ca_file),
+            # google-auth must never probe the metadata server (a link-local address, not ours).
+            "NO_GCE_CHECK": "true",
+            "GCE_METADATA_HOST": "127.0.0.1:9",
+            "GCE_METADATA_IP": "127.0.0.1:9",
             # gsutil: only the throwaway boto file, never ~/.boto nor gcloud's credentials.
             "BOTO_CONFIG": str(boto),
             "BOTO_PATH": str(boto),
