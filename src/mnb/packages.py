@@ -19,6 +19,7 @@ PACKAGE_LIST = ROOT / "image" / "packages.txt"
 
 # conda-forge name -> PyPI name, where they differ.
 PYPI_NAMES = {
+    "dask-core": "dask",  # conda-forge's dask-core is PyPI's plain dask (no distributed extras)
     "matplotlib-base": "matplotlib",  # conda-forge splits the Qt backend off; PyPI does not
     "pytables": "tables",
 }
@@ -26,6 +27,7 @@ PYPI_NAMES = {
 # conda-forge name -> the module that proves the package is there, where it is not the name with
 # "-" turned into "_".
 IMPORT_NAMES = {
+    "dask-core": "dask",
     "google-api-core": "google.api_core",
     "google-auth": "google.auth",
     "google-cloud-storage": "google.cloud.storage",
