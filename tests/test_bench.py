@@ -36,3 +36,16 @@ def test_a_tiny_benchmark_reports_every_figure(tmp_path: Path) -> None:
     assert last["variants"]["floor"]["render_s_per_file"] > 0
     assert last["ratios"]["throughput_ours_over_original"] > 0
     assert "variant" in proc.stdout and "original" in proc.stdout  # the table was printed
+
+
+@pytest.mark.slow
+def test_the_scale_mode_reports_plan_reruns_and_memory(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    proc = subprocess.run([sys.executable, "-m", "mnb.bench", "--scale", "20", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert last == json.loads(out.read_text())
+    assert last["scale"] == 20 and last["one_percent_new_files"] == 1
+    for key in ("plan_s", "full_s", "nothing_new_s", "one_percent_new_s", "peak_rss_mib"):
+        assert last[key] > 0, key

@@ -65,7 +65,9 @@ class Emulator:
         # stderr goes to a file: a pipe nobody reads fills up and stalls the server.
         self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
-        self._wait_ready(f"http://127.0.0.1:{port}/storage/v1/b")
+        # A seeded start loads every file of ``data`` into memory first.
+        self._wait_ready(f"http://127.0.0.1:{port}/storage/v1/b",
+                         timeout=20.0 if self._data is None else 300.0)
 
         ca = trustme.CA()
         cert = ca.issue_cert("127.0.0.1", "localhost")
