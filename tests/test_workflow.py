@@ -260,6 +260,29 @@ def test_a_bad_file_gets_a_placeholder_and_the_batch_goes_on(sample_dir: Path,
         assert png_size((tmp_path / "out" / f"{name}.png").read_bytes()) == (500, 500)
 
 
+def test_a_batch_rides_out_transient_storage_errors(emulator, gcs, bucket: str,
+                                                    sample_dir: Path) -> None:
+    """503s on downloads and uploads, from the threads that fetch ahead and write behind: retried,
+    and every preview is made exactly once."""
+    jobstore.client.cache_clear()
+    names = ["dm3/multi_signal.dm3", "sem/Zeiss_SEM_512pix.tif", "tia/128x128-TEM_search_1.ser",
+             "tia/128x128-TEM_search.emi", "eds/example1.msa"]
+    for name in names:
+        gcs.bucket(bucket).blob(f"raw/{name}").upload_from_filename(str(sample_dir / name))
+    src = parse_location(f"gs://{bucket}/raw", "input")
+    dst = parse_location(f"gs://{bucket}/out", "output")
+    plan = jobplan.make_plan(src, dst, jobstore.list_names(src), [], [], previews.is_previewable,
+                             previews.companion_names, batch_size=10)
+    downloads = emulator.faults.add(lambda m, p: m == "GET" and "alt=media" in p, "status:503", 3)
+    uploads = emulator.faults.add(lambda m, p: m == "POST" and "/upload/" in p, "status:503", 2)
+    (batch,) = plan.batches
+    results = render_batch.render_batch(plan.manifest(batch), progress=io.StringIO())
+    assert (downloads.hits, uploads.hits) == (3, 2)
+    assert results["failed"] == 0 and results["files"] == 4
+    made = sorted(b.name for b in gcs.list_blobs(bucket, prefix="out/"))
+    assert made == sorted(f"out/{n}.png" for n in names if not n.endswith(".emi"))
+
+
 # -- the Snakefile --------------------------------------------------------------------------------
 @pytest.fixture
 def folders(tmp_path: Path) -> Path:

@@ -1,8 +1,11 @@
 """Make the previews of one batch, in one Python process.
 
-Run by the ``render`` rule (``script:``). The renderer (`previews`, which loads HyperSpy and
-RosettaSciIO) is imported once for the whole batch; each file is then fetched (with its companions,
-e.g. the ``.emi`` of a ``.ser``), rendered and written under the output, and gets one report row.
+Run by the ``render`` rule (``script:``). The renderer (`previews` and the RosettaSciIO readers it
+loads) is imported once for the whole batch. Each file is fetched (with its companions, e.g. the
+``.emi`` of a ``.ser``), rendered, written under the output, and gets one report row. Downloads run
+a few files ahead and uploads behind, in threads, while this thread renders: the storage's latency
+is hidden behind the drawing instead of added to it.
+
 A file that cannot be read gets a placeholder preview and an error row; the batch goes on. A storage
 failure is not a file's fault: it fails the job, and the next run redoes the batch.
 """
@@ -13,6 +16,8 @@ import sys
 import tempfile
 import time
 import traceback
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
@@ -20,44 +25,66 @@ import jobplan
 import jobstore
 
 PROGRESS_SECONDS = 5.0  # at most one progress line per this many seconds on the terminal
+IO_THREADS = 4  # concurrent downloads and uploads
+AHEAD = 8  # files downloaded ahead of the one being drawn: bounds the scratch disk in use
+GONE = "the file disappeared before the job could read it"
 
 
-def render_one(previews, source: jobplan.Location, target: jobplan.Location, item: dict,
-               scratch: Path) -> dict:
-    """Preview one file; returns its report row. Never raises for a bad file."""
-    name = item["name"]
+def fetch(source: jobplan.Location, item: dict, scratch: Path) -> tuple[Path | None, list[str]]:
+    """A readable copy of the file and its companions; None if the file is gone. Also the
+    companions that could not be found."""
     try:
-        try:
-            path = jobstore.fetch(source, name, scratch / name)
-        except FileNotFoundError:
-            return jobplan.row(source, target, name, ok=False, preview=False,
-                               error="the file disappeared before the job could read it")
-        missing = list(item.get("missing", []))
-        for companion in item.get("companions", []):
-            if companion in missing:
-                continue
+        path = jobstore.fetch(source, item["name"], scratch / item["name"])
+    except FileNotFoundError:
+        return None, []
+    missing = list(item.get("missing", []))
+    for companion in item.get("companions", []):
+        if companion not in missing:
             try:
                 jobstore.fetch(source, companion, scratch / companion)
             except FileNotFoundError:
                 missing.append(companion)
-        try:
-            preview = previews.make_preview(path, name)
-        except Exception as exc:  # noqa: BLE001 - a renderer bug must not cost the other files
-            return jobplan.row(source, target, name, ok=False, preview=False,
-                               error=f"the renderer failed: {type(exc).__name__}: {exc}")
-        error, shown = preview.error, preview.shown
-        if missing:  # e.g. a .ser without its .emi: readable, but without calibration
-            note = f"missing companion file: {', '.join(missing)}"
-            if preview.ok:
-                shown = f"{shown} ({note})"
-            else:
-                error = f"{error} ({note})"
-        # False means a preview was already there (a rerun after an interruption): it is kept.
-        jobstore.create(target, jobplan.preview_name(name), preview.png, "image/png")
-        return jobplan.row(source, target, name, ok=preview.ok, kind=preview.kind,
-                           title=preview.title, signals=preview.signals, shown=shown, error=error)
+    return path, missing
+
+
+def render(previews, source: jobplan.Location, target: jobplan.Location, name: str,
+           path: Path | None, missing: list[str]) -> tuple[dict, bytes | None]:
+    """The report row of one file, and the PNG to write (None: nothing to write).
+    Never raises for a bad file."""
+    if path is None:
+        return jobplan.row(source, target, name, ok=False, preview=False, error=GONE), None
+    try:
+        preview = previews.make_preview(path, name)
+    except Exception as exc:  # noqa: BLE001 - a renderer bug must not cost the other files
+        return jobplan.row(source, target, name, ok=False, preview=False,
+                           error=f"the renderer failed: {type(exc).__name__}: {exc}"), None
+    error, shown = preview.error, preview.shown
+    if missing:  # e.g. a .ser without its .emi: readable, but without calibration
+        note = f"missing companion file: {', '.join(missing)}"
+        if preview.ok:
+            shown = f"{shown} ({note})"
+        else:
+            error = f"{error} ({note})"
+    row = jobplan.row(source, target, name, ok=preview.ok, kind=preview.kind, title=preview.title,
+                      signals=preview.signals, shown=shown, error=error)
+    return row, preview.png
+
+
+def write(target: jobplan.Location, name: str, png: bytes) -> bool:
+    # False: a preview was already there (a rerun after an interruption); it is kept as it is.
+    return jobstore.create(target, jobplan.preview_name(name), png, "image/png")
+
+
+def render_one(previews, source: jobplan.Location, target: jobplan.Location, item: dict,
+               scratch: Path) -> dict:
+    """Fetch, preview and write one file, all in this thread; returns its report row."""
+    try:
+        row, png = render(previews, source, target, item["name"], *fetch(source, item, scratch))
+        if png is not None:
+            write(target, item["name"], png)
+        return row
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)  # disk use stays one file's worth
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | None = None) -> dict:
@@ -79,21 +106,40 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
     rows: list[dict] = []
     failed = 0
     last = imported
-    with tempfile.TemporaryDirectory(prefix="thumbnail-batch-") as tmp:
-        for i, item in enumerate(files, 1):
-            t = time.perf_counter()
-            r = render_one(previews, source, target, item, Path(tmp) / str(i))
-            rows.append(r)
-            failed += not r["ok"]
-            now = time.perf_counter()
-            state = "ok" if r["ok"] else f"FAILED: {r['error']}"
-            say(f"  {i}/{len(files)} {r['name']}: {r['kind'] or '-'}, "
-                f"{1000 * (now - t):.0f} ms, {state}", log)
-            if now - last >= PROGRESS_SECONDS or i == len(files):
-                rate = i / (now - imported) if now > imported else 0.0
-                say(f"batch {batch}: {i}/{len(files)} files, {failed} failed, "
-                    f"{rate:.1f} files/s", progress)
-                last = now
+    with tempfile.TemporaryDirectory(prefix="thumbnail-batch-") as tmp, \
+            ThreadPoolExecutor(IO_THREADS, thread_name_prefix="storage") as pool:
+        fetches: dict[int, Future] = {}
+        uploads: deque[Future] = deque()
+        queued = 0  # files whose download has been started
+        try:
+            for i, item in enumerate(files):
+                while queued < min(i + AHEAD, len(files)):
+                    fetches[queued] = pool.submit(fetch, source, files[queued],
+                                                  Path(tmp) / str(queued))
+                    queued += 1
+                t = time.perf_counter()
+                row, png = render(previews, source, target, item["name"], *fetches.pop(i).result())
+                shutil.rmtree(Path(tmp) / str(i), ignore_errors=True)
+                if png is not None:
+                    uploads.append(pool.submit(write, target, item["name"], png))
+                while len(uploads) > 2 * IO_THREADS:  # a failed upload stops the batch early
+                    uploads.popleft().result()
+                rows.append(row)
+                failed += not row["ok"]
+                now = time.perf_counter()
+                state = "ok" if row["ok"] else f"FAILED: {row['error']}"
+                say(f"  {i + 1}/{len(files)} {row['name']}: {row['kind'] or '-'}, "
+                    f"{1000 * (now - t):.0f} ms, {state}", log)
+                if now - last >= PROGRESS_SECONDS or i + 1 == len(files):
+                    rate = (i + 1) / (now - imported) if now > imported else 0.0
+                    say(f"batch {batch}: {i + 1}/{len(files)} files, {failed} failed, "
+                        f"{rate:.1f} files/s", progress)
+                    last = now
+            while uploads:
+                uploads.popleft().result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # no upload left running unseen
+            raise
     seconds = time.perf_counter() - start
     return {"batch": batch, "input": source.url, "output": target.url, "rows": rows,
             "files": len(rows), "failed": failed, "seconds": round(seconds, 3),
