@@ -67,6 +67,15 @@ def _explain(exc: Exception, loc: Location, what: str) -> StoreError:
             "signed in (`gcloud auth application-default login`), that the project is right, and "
             "that your account holds a Storage role on the bucket."
         )
+    from requests import exceptions as rexc
+
+    if isinstance(exc, gexc.RetryError | rexc.ConnectionError | rexc.Timeout):
+        return StoreError(
+            f"The thumbnail job could not reach Cloud Storage to {what} {loc}: no answer within "
+            f"{RETRY_SECONDS:.0f} s of retries. Check the network connection (and, when testing, "
+            f"that the emulator at STORAGE_EMULATOR_HOST is running), then run the job again. "
+            f"Last error: {getattr(exc, 'cause', None) or exc}"
+        )
     return StoreError(f"The thumbnail job could not {what} {loc}: {exc}")
 
 
