@@ -43,3 +43,14 @@ def gcs(storage_env: dict[str, str]):
 def sample_dir() -> Path:
     """The real sample files, by object name under MockDataFiles/."""
     return samples.files()
+
+
+@pytest.fixture(scope="session")
+def batch_python() -> str:
+    """The python of the venv with the Google Batch executor plugin (google-cloud-storage<3)."""
+    python = os.environ.get("MNB_BATCH_PYTHON") or str(ROOT / ".nox" / "batch-plugin" / "bin" /
+                                                       "python")
+    if not Path(python).exists():
+        pytest.fail("no venv with the Google Batch plugin: `nox -s tests` makes it and sets "
+                    "MNB_BATCH_PYTHON")
+    return python

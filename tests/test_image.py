@@ -36,15 +36,6 @@ BY_NAME = {p.name: p for p in LISTED}
 IN_BATCH_VENV = {"snakemake-executor-plugin-googlebatch", "google-cloud-storage"}
 
 
-@pytest.fixture(scope="module")
-def batch_python() -> str:
-    """The `batch` venv's python: `nox -s tests` makes it and passes MNB_BATCH_PYTHON."""
-    python = os.environ.get("MNB_BATCH_PYTHON") or str(ROOT / ".nox/batch-plugin/bin/python")
-    if not Path(python).exists():
-        pytest.skip("no batch venv: `nox -s tests` makes it (MNB_BATCH_PYTHON)")
-    return python
-
-
 # -- the package list ---------------------------------------------------------------------------
 def test_the_list_has_the_original_libraries_and_what_the_book_and_job_need() -> None:
     original = {"h5py", "matplotlib-base", "numba", "numpy", "pandas", "pytables", "scikit-image",
@@ -137,7 +128,8 @@ def test_the_image_check_group_names_every_package_checked_here() -> None:
 def test_the_gcloud_cli_the_image_installs_provides_gcloud_and_gsutil() -> None:
     """Not Python: checked on this machine, which has the same Debian package from Google."""
     if shutil.which("dpkg") is None or shutil.which("gcloud") is None:
-        pytest.skip("needs a Debian machine with Google's google-cloud-cli package")
+        pytest.fail("needs a Debian machine with Google's google-cloud-cli package (the gcloud "
+                    "CLI): the storage tests use it too")
     apt = _apt_packages(DOCKERFILE.read_text())
     for command in ("gcloud", "gsutil"):
         owner = subprocess.run(["dpkg", "-S", shutil.which(command)], capture_output=True,

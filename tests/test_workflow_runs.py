@@ -141,12 +141,6 @@ def test_local_folders_with_one_command(sample_dir: Path, tmp_path: Path) -> Non
 
 
 # -- the cloud path, offline ----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def batch_python() -> str:
-    python = os.environ.get("MNB_BATCH_PYTHON")
-    if not python:
-        pytest.skip("MNB_BATCH_PYTHON is not set: `nox -s tests` makes the googlebatch venv")
-    return python
 
 
 def test_googlebatch_profile_flags_exist(batch_python: str) -> None:
