@@ -85,7 +85,7 @@ def _batch_python(session: nox.Session) -> str:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Time the thumbnail job against the original guide's job shape: nox -s bench [-- --files N]."""
+    """Time the thumbnail job against the original guide's job shape: -- --files N, --scale N."""
     _install(session, "test")
     session.run("python", "-m", "mnb.bench", *session.posargs)
 

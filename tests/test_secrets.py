@@ -1,4 +1,4 @@
-"""No credential in the repository or in the built site, by detect-secrets plus Google's patterns."""
+"""No credential in the repository or the built site: detect-secrets plus Google's patterns."""
 
 from __future__ import annotations
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -53,7 +52,8 @@ def file_set(n: int) -> tuple[list[str], dict[str, list[str]]]:
         folder, _, leaf = base.rpartition("/")
         name = f"copy{i // len(kinds):05d}/{folder}/{leaf}"
         names.append(name)
-        companions[name] = [f"copy{i // len(kinds):05d}/{c}" for c in previews.companion_names(base)]
+        copy = f"copy{i // len(kinds):05d}"
+        companions[name] = [f"{copy}/{c}" for c in previews.companion_names(base)]
     return sorted(names), companions  # listing order: the job's max_files takes these first
 
 

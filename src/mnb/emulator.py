@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -52,7 +51,7 @@ class Emulator:
         self.env: dict[str, str] = {}
 
     # -- life cycle -------------------------------------------------------------------------
-    def start(self) -> "Emulator":
+    def start(self) -> Emulator:
         binary = fetch.fake_gcs_server()
         self._tmp = tempfile.TemporaryDirectory(prefix="gcs-emulator-")
         tmp = Path(self._tmp.name)
@@ -98,7 +97,7 @@ class Emulator:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -1,4 +1,4 @@
-"""Real microscope files from the hyperspy 1.7.6 wheel, unpacked to the cache and seeded to a bucket.
+"""Real microscope files from the hyperspy 1.7.6 wheel, unpacked to the cache, seeded to a bucket.
 
 Object names follow the original guide (``nexuslims_example-datafiles/MockDataFiles/...``).
 """

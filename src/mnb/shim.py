@@ -23,9 +23,9 @@ import re
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 _LAYOUT = re.compile(r"^/storage/v1/b/([^/?]+)/storageLayout(\?|$)")
 
@@ -44,7 +44,7 @@ HOP_BY_HOP = {
 
 @dataclass
 class Fault:
-    """One scripted misbehaviour: while ``remaining`` > 0, requests matching ``match`` get ``action``.
+    """One scripted misbehaviour: while ``remaining`` > 0, matching requests get ``action``.
 
     ``action`` is ``"status:NNN"`` (answer NNN without forwarding), ``"drop-after"`` (forward, then
     close the connection without answering: the request took effect, the client never hears), or
@@ -98,7 +98,7 @@ def _error_body(code: int) -> bytes:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_FrontServer"
+    server: _FrontServer
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         pass
@@ -230,7 +230,8 @@ class Front:
             _FrontServer(backend, self.faults, "http"),
             _FrontServer(backend, self.faults, "https", ssl_context),
         ]
-        self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in self._servers]
+        self._threads = [threading.Thread(target=s.serve_forever, daemon=True)
+                         for s in self._servers]
 
     @property
     def http_port(self) -> int:
@@ -240,7 +241,7 @@ class Front:
     def https_port(self) -> int:
         return self._servers[1].server_address[1]
 
-    def start(self) -> "Front":
+    def start(self) -> Front:
         for thread in self._threads:
             thread.start()
         return self
