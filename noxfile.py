@@ -46,8 +46,61 @@ def docs(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Run the whole test suite: book, workflow, image spec and the built site."""
     _install(session, "test")
+    _ensure_chromium(session)  # tests/test_browser.py drives Debian's chromium
     build_book(session)  # the site tests read what the docs session would publish
     session.run("pytest", *session.posargs, env={"MNB_BATCH_PYTHON": _batch_python(session)})
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _ensure_chromium(session: nox.Session) -> None:
+    """Debian's chromium, installed when missing: Playwright may not download a browser here."""
+    if CHROMIUM.exists():
+        return
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.error(f"the browser tests need Debian's chromium at {CHROMIUM}: install it "
+                      "(sudo apt-get install chromium fonts-liberation), then run this again")
+    apt = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-q", external=True, env=apt)
+    session.run("apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium",
+                "fonts-liberation", "fonts-dejavu-core", "fonts-noto-color-emoji",
+                external=True, env=apt)
+
+
+@nox.session(python=PYTHON, default=False)
+def publish(session: nox.Session) -> None:
+    """Build the site afresh and upload it to gs://BUCKET[/prefix]."""
+    if not session.posargs:
+        session.error("name the bucket: "
+                      "nox -s publish -- gs://BUCKET[/prefix] [--dry-run]")
+    _install(session, "book")
+    # From scratch, notebooks too: no stale page, no output of an older run.
+    session.run("jupyter-book", "clean", "--all", str(ROOT / "book"))
+    build_book(session)
+    session.run("python", "-m", "mnb.publish", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def linkcheck(session: nox.Session) -> None:
+    """Check every link to another site (needs the internet): Sphinx's linkcheck builder."""
+    _install(session, "book")
+    report = ROOT / "book" / "_build" / "linkcheck"
+    try:  # notebooks run as in every build, hence the emulator
+        session.run(
+            "python", "-c",
+            "import sys; from mnb import book, emulator; sys.exit(emulator.main(['--seed', '--',"
+            " *book.build_command(book.BOOK, *sys.argv[1:])]))",
+            "--builder", "linkcheck", *session.posargs,
+        )
+    finally:  # jupyter-book writes the report into the site's folder: not a page to publish
+        report.mkdir(parents=True, exist_ok=True)
+        for name in ("output.txt", "output.json"):
+            if (BOOK_HTML / name).exists():
+                (BOOK_HTML / name).replace(report / name)
+        session.log(f"report: {report / 'output.txt'}")
 
 
 @nox.session(python=PYTHON, default=False)
