@@ -140,6 +140,26 @@ def check_work_prefix(source: Location, work_prefix: str | None) -> None:
         )
 
 
+def check_config_file(path: Path) -> None:
+    """Refuse a config file that is not YAML, saying where, before Snakemake reads it (its own
+    message names neither the file nor the line)."""
+    import yaml
+
+    try:
+        yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise JobConfigError(
+            f"The thumbnail job's configuration file {path} is not valid YAML{where}: {what}. "
+            f"Each setting is `key: value` on a line of its own, indented with spaces, never "
+            f"tabs; compare with the file in the repository (`git diff {path.name}` in its "
+            f"folder shows your changes), or leave the file alone and give settings on the "
+            f"command line with `--config KEY=VALUE`."
+        ) from None
+
+
 def config_problem(error: BaseException) -> str:
     """One paragraph from a failed schema validation (Snakemake wraps jsonschema's error)."""
     cause: BaseException | None = error
@@ -195,6 +215,7 @@ class Plan:
     listed: int = 0  # objects under the input
     previewable: int = 0  # of which the job makes previews
     done: int = 0  # of which already have a preview and a report row
+    skipped: dict = field(default_factory=dict)  # what is not previewed (`skipped_files`)
 
     @property
     def id(self) -> str:
@@ -214,12 +235,16 @@ class Plan:
     def as_dict(self) -> dict:
         return {"plan": self.id, "input": self.source.url, "output": self.target.url,
                 "listed": self.listed, "previewable": self.previewable, "done": self.done,
+                "skipped": self.skipped,
                 "batches": {b: [i.as_dict() for i in items] for b, items in self.batches.items()}}
 
     def describe(self) -> str:
-        return (f"thumbnail job: {self.listed} objects under {self.source}, {self.previewable} "
+        line = (f"thumbnail job: {self.listed} objects under {self.source}, {self.previewable} "
                 f"previewable, {self.done} already done, {self.files} new in "
                 f"{len(self.batches)} batch(es)")
+        if self.skipped.get("files"):
+            line += f"; {skipped_note(self.skipped)}"
+        return line
 
 
 def _digest(parts: Iterable[str]) -> str:
@@ -288,10 +313,43 @@ def make_plan(
     for name in new:
         companions = tuple(companion_names(name))
         items.append(Item(name, companions, tuple(c for c in companions if c not in names)))
-    plan = Plan(source, target, listed=len(names), previewable=previewable, done=done)
+    plan = Plan(source, target, listed=len(names), previewable=previewable, done=done,
+                skipped=skipped_files(names, is_previewable, companion_names))
     for chunk in split(items, batch_size, workers):
         plan.batches[batch_id(source, target, (i.name for i in chunk))] = chunk
     return plan
+
+
+SKIPPED_EXAMPLES = 20  # names of skipped files kept in the plan and the report
+
+
+def skipped_files(names: Iterable[str], is_previewable: Callable[[str], bool],
+                  companion_names: Callable[[str], list[str]]) -> dict:
+    """The files under the input the job does not preview: neither of a type it reads nor a
+    companion of one that is (the .emi beside a .ser). They get no placeholder and no report row;
+    the plan and the report count them by type, with a few names, so that the user knows they
+    were seen and left alone."""
+    names = sorted(names)
+    used = {c for name in names if is_previewable(name) for c in companion_names(name)}
+    left = [n for n in names if not is_previewable(n) and n not in used]
+    types: dict[str, int] = {}
+    for name in left:
+        suffix = os.path.splitext(name.rsplit("/", 1)[-1])[1].lower() or "no extension"
+        types[suffix] = types.get(suffix, 0) + 1
+    return {"files": len(left), "types": dict(sorted(types.items())),
+            "examples": left[:SKIPPED_EXAMPLES]}
+
+
+def skipped_note(summary: Mapping, most: int = 5) -> str:
+    """E.g. "3 files skipped: not a type the job previews (.txt 1, .xyz 2)"; the ``most`` commonest
+    types only (the report has them all)."""
+    n = summary["files"]
+    types = sorted(summary.get("types", {}).items(), key=lambda tc: (-tc[1], tc[0]))
+    shown = ", ".join(f"{t} {c}" for t, c in types[:most])
+    if len(types) > most:
+        shown += f" and {len(types) - most} more types"
+    return (f"{n} file{'s' if n != 1 else ''} skipped: not a type the job previews"
+            + (f" ({shown})" if shown else ""))
 
 
 def split(items: list, batch_size: int, workers: int = 1) -> list[list]:
@@ -340,10 +398,19 @@ def summary_line(summary: Mapping) -> str:
     """The last line a run prints: tells "all done" from "done with failures" at a glance."""
     n, failed = summary["files"], summary["failed"]
     if failed == 0:
-        return f"thumbnail job: all {n} done"
-    return (f"thumbnail job: done with {failed} failure{'s' if failed != 1 else ''} "
-            f"({n - failed} of {n} previews made from readable files; failures got a "
-            f"placeholder, see the report)")
+        line = f"thumbnail job: all {n} done"
+    else:
+        line = (f"thumbnail job: done with {failed} failure{'s' if failed != 1 else ''} "
+                f"({n - failed} of {n} previews made from readable files; failures got a "
+                f"placeholder, see the report)")
+    kept = len(summary.get("kept") or ())
+    if kept:
+        line += (f"; {kept} preview{'s' if kept != 1 else ''} not written because another "
+                 f"object already had {'their names' if kept != 1 else 'its name'} (kept as it "
+                 f"was, see the report)")
+    if (summary.get("skipped") or {}).get("files"):
+        line += f"; {skipped_note(summary['skipped'])}"
+    return line
 
 
 def report_document(source: Location, target: Location, rows: list[dict], run: Mapping,

@@ -8,7 +8,9 @@ created with ``if_generation_match=0`` (locally: written aside, then hard-linked
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,12 +18,13 @@ from pathlib import Path
 
 from jobplan import Location
 
-# Transient errors (429, 5xx, resets) are retried with backoff for at most RETRY_SECONDS; a request
-# may take CONNECT_TIMEOUT to connect and READ_TIMEOUT between bytes. Worst case to an error for an
-# unreachable server: about RETRY_SECONDS + CONNECT_TIMEOUT, well under 60 s.
-RETRY_SECONDS = 25.0
+# Transient errors (429, 5xx, resets, timeouts) are retried with backoff; no attempt starts after
+# RETRY_SECONDS. An attempt may take CONNECT_TIMEOUT to connect and READ_TIMEOUT between bytes, so
+# a storage that cannot be reached, or stops answering, is an error after at most about
+# RETRY_SECONDS + CONNECT_TIMEOUT + READ_TIMEOUT = 40 s, under a minute (tests/test_job_faults.py).
+RETRY_SECONDS = 20.0
 CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 30.0
+READ_TIMEOUT = 15.0
 TIMEOUT = (CONNECT_TIMEOUT, READ_TIMEOUT)
 
 
@@ -135,6 +138,8 @@ def fetch(loc: Location, name: str, dest: Path) -> Path:
         blob.download_to_filename(str(dest), retry=_retry(), timeout=TIMEOUT)
     except NotFound as exc:
         raise FileNotFoundError(loc.child(name)) from exc
+    except _storage_errors() as exc:
+        raise _explain(exc, loc, f"download {name} from") from exc
     return dest
 
 
@@ -188,7 +193,31 @@ def create(loc: Location, name: str, data: bytes, content_type: str) -> bool:
                                 retry=_retry(), timeout=TIMEOUT)
     except PreconditionFailed:
         return False
+    except _storage_errors() as exc:
+        raise _explain(exc, loc, f"write {name} to") from exc
     return True
+
+
+def matches(loc: Location, name: str, data: bytes) -> bool:
+    """Whether the object ``name`` holds exactly ``data``. After `create` found something there,
+    this tells this job's own upload (a retry whose first answer was lost, or a rerun) from
+    another object at that name, which is kept as it is."""
+    if loc.scheme == "file":
+        path = local_path(loc, name)
+        try:
+            return path.stat().st_size == len(data) and path.read_bytes() == data
+        except OSError:
+            return False
+    try:
+        blob = client().bucket(loc.bucket).get_blob(loc.key(name), retry=_retry(),
+                                                     timeout=TIMEOUT)
+        if blob is None or blob.size != len(data):
+            return False
+        if blob.md5_hash:  # every object but composed ones has an MD5; compared, not downloaded
+            return blob.md5_hash == base64.b64encode(hashlib.md5(data).digest()).decode()
+        return blob.download_as_bytes(retry=_retry(), timeout=TIMEOUT) == data
+    except _storage_errors() as exc:
+        raise _explain(exc, loc, f"read {name} in") from exc
 
 
 def replace(loc: Location, name: str, data: bytes, content_type: str,
@@ -210,4 +239,6 @@ def replace(loc: Location, name: str, data: bytes, content_type: str,
                                 retry=_retry(), timeout=TIMEOUT)
     except PreconditionFailed:
         return False
+    except _storage_errors() as exc:
+        raise _explain(exc, loc, f"write {name} to") from exc
     return True

@@ -7,10 +7,13 @@ a few files ahead and uploads behind, in threads, while this thread renders: the
 is hidden behind the drawing instead of added to it.
 
 A file that cannot be read gets a placeholder preview and an error row; the batch goes on. A storage
-failure is not a file's fault: it fails the job, and the next run redoes the batch.
+failure is not a file's fault: it fails the job with a one-paragraph message (no traceback), and the
+next run redoes the batch. An object already at a preview's name is never replaced; unless it holds
+this very preview (a retried upload whose answer was lost, a rerun), its row says it was kept.
 """
 
 import json
+import resource
 import shutil
 import sys
 import tempfile
@@ -28,6 +31,11 @@ PROGRESS_SECONDS = 5.0  # at most one progress line per this many seconds on the
 IO_THREADS = 4  # concurrent downloads and uploads
 AHEAD = 8  # files downloaded ahead of the one being drawn: bounds the scratch disk in use
 GONE = "the file disappeared before the job could read it"
+KEPT = "not written: another object was already at the preview's name and was kept"
+
+
+class _Stopped(Exception):
+    """A storage call not made because an earlier one of the batch failed."""
 
 
 def fetch(source: jobplan.Location, item: dict, scratch: Path) -> tuple[Path | None, list[str]]:
@@ -71,8 +79,29 @@ def render(previews, source: jobplan.Location, target: jobplan.Location, name: s
 
 
 def write(target: jobplan.Location, name: str, png: bytes) -> bool:
-    # False: a preview was already there (a rerun after an interruption); it is kept as it is.
-    return jobstore.create(target, jobplan.preview_name(name), png, "image/png")
+    """True when the preview is in place: written now, or found there with the same bytes (a
+    retry whose first answer was lost, a rerun). False when another object held its name: that
+    object is kept as it is, never overwritten."""
+    preview = jobplan.preview_name(name)
+    return (jobstore.create(target, preview, png, "image/png")
+            or jobstore.matches(target, preview, png))
+
+
+def note_kept(row: dict) -> None:
+    """Say in the row that its preview was not written over an existing object."""
+    row["shown"] = f"{row['shown']} ({KEPT})" if row["shown"] else KEPT
+
+
+def peak_memory_mib() -> float:
+    """The most memory this process has held (its peak resident set), in MiB."""
+    try:
+        with open("/proc/self/status") as status:  # Linux: this process only, not its parent
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def render_one(previews, source: jobplan.Location, target: jobplan.Location, item: dict,
@@ -80,8 +109,8 @@ def render_one(previews, source: jobplan.Location, target: jobplan.Location, ite
     """Fetch, preview and write one file, all in this thread; returns its report row."""
     try:
         row, png = render(previews, source, target, item["name"], *fetch(source, item, scratch))
-        if png is not None:
-            write(target, item["name"], png)
+        if png is not None and not write(target, item["name"], png):
+            note_kept(row)
         return row
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -104,26 +133,48 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
     imported = time.perf_counter()
     say(f"batch {batch}: {len(files)} files, renderer loaded in {imported - start:.1f} s", log)
     rows: list[dict] = []
+    kept: list[str] = []  # files whose preview's name was taken by another object
     failed = 0
     last = imported
     with tempfile.TemporaryDirectory(prefix="thumbnail-batch-") as tmp, \
             ThreadPoolExecutor(IO_THREADS, thread_name_prefix="storage") as pool:
         fetches: dict[int, Future] = {}
-        uploads: deque[Future] = deque()
+        uploads: deque[tuple[dict, Future]] = deque()
+        failure: list[BaseException] = []  # the first storage error stops the batch
+
+        def storage(fn, *args):
+            """Run a storage call in the pool; once one has failed, the queued ones do not
+            start (each would wait out its own retries), so the batch stops within one retry
+            period of the storage going away."""
+            if failure:
+                raise _Stopped
+            try:
+                return fn(*args)
+            except BaseException as exc:
+                failure.append(exc)
+                raise
+
+        def finish_upload() -> None:
+            row, upload = uploads.popleft()
+            if not upload.result():  # a failed upload raises here and stops the batch early
+                note_kept(row)
+                kept.append(row["name"])
+
         queued = 0  # files whose download has been started
         try:
             for i, item in enumerate(files):
                 while queued < min(i + AHEAD, len(files)):
-                    fetches[queued] = pool.submit(fetch, source, files[queued],
+                    fetches[queued] = pool.submit(storage, fetch, source, files[queued],
                                                   Path(tmp) / str(queued))
                     queued += 1
                 t = time.perf_counter()
                 row, png = render(previews, source, target, item["name"], *fetches.pop(i).result())
                 shutil.rmtree(Path(tmp) / str(i), ignore_errors=True)
                 if png is not None:
-                    uploads.append(pool.submit(write, target, item["name"], png))
-                while len(uploads) > 2 * IO_THREADS:  # a failed upload stops the batch early
-                    uploads.popleft().result()
+                    uploads.append((row, pool.submit(storage, write, target, item["name"],
+                                                     png)))
+                while len(uploads) > 2 * IO_THREADS:
+                    finish_upload()
                 rows.append(row)
                 failed += not row["ok"]
                 now = time.perf_counter()
@@ -136,14 +187,19 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
                         f"{rate:.1f} files/s", progress)
                     last = now
             while uploads:
-                uploads.popleft().result()
-        except BaseException:
+                finish_upload()
+        except BaseException as exc:
             pool.shutdown(wait=True, cancel_futures=True)  # no upload left running unseen
+            if isinstance(exc, _Stopped):
+                raise failure[0] from None  # the error that stopped the batch, not its echo
             raise
     seconds = time.perf_counter() - start
+    peak = peak_memory_mib()
+    say(f"batch {batch}: {len(rows)} files in {seconds:.1f} s, {failed} failed, "
+        f"{len(kept)} existing preview(s) kept, peak memory {peak:.0f} MiB", log)
     return {"batch": batch, "input": source.url, "output": target.url, "rows": rows,
-            "files": len(rows), "failed": failed, "seconds": round(seconds, 3),
-            "import_seconds": round(imported - start, 3)}
+            "files": len(rows), "failed": failed, "kept": kept, "seconds": round(seconds, 3),
+            "import_seconds": round(imported - start, 3), "peak_memory_mib": round(peak)}
 
 
 def main(smk) -> None:
@@ -151,6 +207,9 @@ def main(smk) -> None:
     with open(smk.log[0], "w") as log:
         try:
             results = render_batch(manifest, log=log)
+        except jobstore.StoreError as exc:  # the storage's fault, and the message says what to do
+            print(exc, file=log)
+            raise SystemExit(f"batch {manifest['batch']} stopped: {exc}") from None
         except Exception:
             traceback.print_exc(file=log)
             raise

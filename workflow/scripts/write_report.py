@@ -16,14 +16,21 @@ import jobstore
 ATTEMPTS = 5  # merges retried when another run wrote the report in between
 
 
-def load_rows(paths: list[str]) -> tuple[list[dict], float]:
+def load_batches(paths: list[str]) -> tuple[list[dict], dict]:
+    """The rows of every batch, and the run's figures: render seconds (summed over batches),
+    peak memory of the largest batch process, previews kept because another object had the name."""
     rows: list[dict] = []
-    seconds = 0.0
+    figures = {"render_seconds": 0.0, "peak_memory_mib": 0, "kept": []}
     for path in paths:
         batch = json.loads(Path(path).read_text())
         rows.extend(batch["rows"])
-        seconds += batch.get("seconds", 0.0)
-    return rows, seconds
+        figures["render_seconds"] += batch.get("seconds", 0.0)
+        figures["peak_memory_mib"] = max(figures["peak_memory_mib"],
+                                         batch.get("peak_memory_mib", 0))
+        figures["kept"] += batch.get("kept", [])
+    figures["render_seconds"] = round(figures["render_seconds"], 3)
+    figures["kept"].sort()
+    return rows, figures
 
 
 def previous_rows(document: bytes | None) -> list[dict]:
@@ -54,11 +61,15 @@ def publish(source: jobplan.Location, target: jobplan.Location, new: list[dict],
 def main(smk) -> None:
     source = jobplan.parse_location(smk.params.input, "input")
     target = jobplan.parse_location(smk.params.output, "output")
-    new, seconds = load_rows(list(smk.input.batches))
-    run = {"plan": smk.wildcards.plan, **jobplan.summarize(new),
-           "render_seconds": round(seconds, 3),
-           "failures": [{"name": r["name"], "error": r["error"]} for r in new if not r["ok"]]}
-    document = publish(source, target, new, run)
+    new, figures = load_batches(list(smk.input.batches))
+    plan = json.loads(Path(smk.input.plan).read_text())
+    run = {"plan": smk.wildcards.plan, **jobplan.summarize(new), **figures,
+           "failures": [{"name": r["name"], "error": r["error"]} for r in new if not r["ok"]],
+           "skipped": plan.get("skipped", {})}
+    try:
+        document = publish(source, target, new, run)
+    except jobstore.StoreError as exc:  # the message says what to do; a traceback would not
+        raise SystemExit(f"the report was not written: {exc}") from None
     with open(smk.log[0], "w") as log:
         print(f"report: {target.child(jobplan.REPORT_JSON)} ({document['summary']['files']} "
               f"files in total)", file=log)
