@@ -8,6 +8,7 @@ offline: the caption says so on the page, and every flag they use exists in the 
 
 from __future__ import annotations
 
+import ast
 import re
 import shlex
 import subprocess
@@ -24,6 +25,7 @@ from mnb.emulator import Emulator
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "book").glob("chapters/*.md")) + [ROOT / "book" / "intro.md"]
 LOGIN_CLASS = "needs-google-login"
+ENGINE_CLASS = "needs-container-engine"  # checked: each line is a session of our noxfile
 # Directives that may appear in chapters. Code a reader sees is either run here (bash), checked
 # here (needs-google-login), or included from a tested file (literalinclude): never pasted.
 ALLOWED_DIRECTIVES = {"{important}", "{warning}", "{note}", "{tip}", "{literalinclude}",
@@ -67,7 +69,8 @@ def test_chapters_show_no_untested_code() -> None:
         for block in blocks(page):
             if block.info == "bash":
                 continue
-            if block.info == "{code-block} bash" and block.options.get("class") == LOGIN_CLASS:
+            if block.info == "{code-block} bash" and block.options.get("class") in (
+                    LOGIN_CLASS, ENGINE_CLASS):
                 continue
             directive = block.info.split(maxsplit=1)[0] if block.info else ""  # not its argument
             assert directive in ALLOWED_DIRECTIVES, (
@@ -142,3 +145,21 @@ def test_login_blocks_are_marked_and_their_flags_exist(block: Block, tmp_path: P
             assert re.search(rf"(^|\s){re.escape(flag)}\b", help_text.stdout), (
                 f"{line!r}: {flag} is not in `{' '.join(command)} --help`"
             )
+
+
+ENGINE_BLOCKS = [b for p in CHAPTERS for b in blocks(p) if b.options.get("class") == ENGINE_CLASS]
+
+
+def _nox_sessions() -> set[str]:
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)
+            and any("session" in ast.unparse(d) for d in node.decorator_list)}
+
+
+@pytest.mark.parametrize("block", ENGINE_BLOCKS, ids=lambda b: f"{_id(b.page)}:{b.line}")
+def test_engine_blocks_are_marked_and_name_real_sessions(block: Block) -> None:
+    assert "Needs a container engine" in block.options.get("caption", "")
+    for line in block.code.splitlines():
+        match = re.fullmatch(r"(?:python3 -m )?nox -s (\w+)(?: -- .*)?", line.strip())
+        assert match, f"{line!r}: only `nox -s SESSION` lines may stand unrun here"
+        assert match.group(1) in _nox_sessions(), f"{line!r}: no such nox session"

@@ -43,6 +43,7 @@ GOOD = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
 LARGE = "large/8k float32.tif"  # 8192 x 8192 float32: 256 MiB
 N_LARGE = 8192
 TIA_4D = "4d/16x16-diffraction_imagel_5x5x256x256_EDS_2.ser"
+# pragma: allowlist nextline secret (a file name that detect-secrets mistakes for base64)
 WHEEL_4D = "hyperspy/tests/io/FEI_new/16x16-diffraction_imagel_5x5x256x256_EDS"
 NON_ASCII = "Probe 1/Ångström scan µm.dm3"
 # object name -> what its report row's error must say (None: it is previewed)

@@ -13,7 +13,7 @@ from detect_secrets.plugins.base import RegexBasedDetector
 class GoogleCredentialDetector(RegexBasedDetector):
     """OAuth access tokens, API keys, service-account key files and signed URLs."""
 
-    secret_type = "Google credential"  # noqa: S105 - a label, not a secret
+    secret_type = "Google credential"  # pragma: allowlist secret (a label, not a secret)
     denylist = (
         re.compile(r"\bya29\.[0-9A-Za-z_\-]{20,}"),  # OAuth 2 access token
         re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b"),  # API key
