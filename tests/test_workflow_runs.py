@@ -19,13 +19,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from jobrun import GOOGLEBATCH, LOCAL, SNAKEFILE, WORKFLOW
 from mnb import samples
 
-ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW = ROOT / "workflow"
-SNAKEFILE = WORKFLOW / "Snakefile"
-LOCAL = WORKFLOW / "profiles" / "local"
-GOOGLEBATCH = WORKFLOW / "profiles" / "googlebatch"
 NOTHING = "Nothing to be done"
 PREVIEWABLE = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
 
