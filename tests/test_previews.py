@@ -330,7 +330,6 @@ def test_velox_emd_image(wheel_dir):
 
 
 def test_velox_emd_spectrum_image_uses_its_haadf(wheel_dir):
-    pytest.importorskip("sparse")  # rosettasciio needs it for Velox spectrum images
     p = previews.make_preview(wheel_dir("emd_files/fei_emd_files.zip", "fei_emd_si.emd"))
     assert (p.ok, p.kind, p.signals) == (True, "spectrum-image", 2)
     assert "the HAADF image and sum spectrum" in p.shown
