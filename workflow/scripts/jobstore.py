@@ -183,19 +183,9 @@ def create(loc: Location, name: str, data: bytes, content_type: str) -> bool:
             return True
         finally:
             tmp.unlink(missing_ok=True)
-    from google.api_core.exceptions import PreconditionFailed
-
-    blob = client().bucket(loc.bucket).blob(loc.key(name))
-    try:
-        # Generation 0 means "only if absent"; that also makes the retry safe: if a lost response
-        # hid a successful upload, the retry meets the object and gets 412.
-        blob.upload_from_string(data, content_type=content_type, if_generation_match=0,
-                                retry=_retry(), timeout=TIMEOUT)
-    except PreconditionFailed:
-        return False
-    except _storage_errors() as exc:
-        raise _explain(exc, loc, f"write {name} to") from exc
-    return True
+    # Generation 0 means "only if absent"; that also makes the retry safe: if a lost response hid
+    # a successful upload, the retry meets the object and gets 412.
+    return _upload(loc, name, data, content_type, generation=0)
 
 
 def matches(loc: Location, name: str, data: bytes) -> bool:
@@ -231,6 +221,12 @@ def replace(loc: Location, name: str, data: bytes, content_type: str,
         tmp.write_bytes(data)
         os.replace(tmp, path)
         return True
+    return _upload(loc, name, data, content_type, generation)
+
+
+def _upload(loc: Location, name: str, data: bytes, content_type: str,
+            generation: int | None) -> bool:
+    """One upload under a generation precondition; False when the precondition failed (412)."""
     from google.api_core.exceptions import PreconditionFailed
 
     blob = client().bucket(loc.bucket).blob(loc.key(name))
