@@ -49,3 +49,13 @@ def test_the_scale_mode_reports_plan_reruns_and_memory(tmp_path: Path) -> None:
     assert last["scale"] == 20 and last["one_percent_new_files"] == 1
     for key in ("plan_s", "full_s", "nothing_new_s", "one_percent_new_s", "peak_rss_mib"):
         assert last[key] > 0, key
+
+
+@pytest.mark.slow
+def test_the_book_timing_builds_a_copy_three_times() -> None:
+    proc = subprocess.run([sys.executable, "-m", "mnb.bench", "--book-only"], capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    times = json.loads(proc.stdout.strip().splitlines()[-1])["book"]
+    assert set(times) == {"cold_s", "no_change_s", "one_notebook_edited_s"}
+    assert all(t > 0 for t in times.values())
