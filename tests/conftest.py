@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mnb import samples
-from mnb.emulator import Emulator
-
-ROOT = Path(__file__).resolve().parents[1]
+from microscopy_notebook.cloud import samples
+from microscopy_notebook.cloud.emulator import Emulator
+from microscopy_notebook.paths import ROOT
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,8 @@ from jobplan import Location
 # Transient errors (429, 5xx, resets, timeouts) are retried with backoff; no attempt starts after
 # RETRY_SECONDS. An attempt may take CONNECT_TIMEOUT to connect and READ_TIMEOUT between bytes, so
 # a storage that cannot be reached, or stops answering, is an error after at most about
-# RETRY_SECONDS + CONNECT_TIMEOUT + READ_TIMEOUT = 40 s, under a minute (tests/test_job_faults.py).
+# RETRY_SECONDS + CONNECT_TIMEOUT + READ_TIMEOUT = 40 s, under a minute
+# (tests/workflow/test_faults.py).
 RETRY_SECONDS = 20.0
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 15.0

@@ -1,0 +1,1 @@
+"""Benchmarks (`nox -s bench`): shared helpers, the comparison, archive scale, the floor."""

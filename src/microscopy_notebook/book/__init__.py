@@ -1,0 +1,23 @@
+"""How the book is built: one place, used by nox and by the tests that prove the build is strict."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from microscopy_notebook.paths import ROOT
+
+BOOK = ROOT / "book"
+HTML = BOOK / "_build" / "html"
+
+STRICT_FLAGS = (
+    "--warningiserror",  # a warning is an error: a broken reference never ships
+    "--nitpick",  # every cross-reference must resolve
+    "--keep-going",  # report all warnings of a build at once, then fail
+)
+
+
+def build_command(book: Path = BOOK, *extra: str) -> list[str]:
+    """``jupyter-book build`` of ``book`` with the strict flags, by this interpreter's install."""
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    return [str(jupyter_book), "build", str(book), *STRICT_FLAGS, *extra]

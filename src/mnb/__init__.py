@@ -1,1 +1,0 @@
-"""Development helpers of microscopy-notebook: fetched files, the storage emulator, its front."""

@@ -1,0 +1,76 @@
+"""The book fails loudly: a failing cell, a broken link or a warning stops the build."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from microscopy_notebook import book
+
+CONFIG = (book.BOOK / "_config.yml").read_text()
+NOTEBOOK_HEADER = """---
+jupytext:
+  text_representation:
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+
+
+def _build(tmp_path: Path, pages: dict[str, str]) -> subprocess.CompletedProcess:
+    src = tmp_path / "book"
+    src.mkdir()
+    (src / "_config.yml").write_text(CONFIG)
+    toc = ["format: jb-book", "root: intro"]
+    chapters = [name for name in pages if name != "intro"]
+    if chapters:
+        toc.append("chapters:")
+        toc += [f"  - file: {name}" for name in chapters]
+    (src / "_toc.yml").write_text("\n".join(toc) + "\n")
+    for name, text in pages.items():
+        (src / f"{name}.md").write_text(text)
+    return subprocess.run(book.build_command(src), capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_a_good_book_builds(tmp_path: Path) -> None:
+    proc = _build(tmp_path, {"intro": NOTEBOOK_HEADER + "# Fine\n\n```{code-cell} ipython3\n"
+                                      "print(6 * 7)\n```\n"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    html = (tmp_path / "book" / "_build" / "html" / "intro.html").read_text()
+    assert "42" in html
+
+
+@pytest.mark.slow
+def test_a_failing_cell_fails_the_build(tmp_path: Path) -> None:
+    proc = _build(tmp_path, {"intro": NOTEBOOK_HEADER + "# Broken\n\n```{code-cell} ipython3\n"
+                                      "1 / 0\n```\n"})
+    assert proc.returncode != 0
+    assert "ZeroDivisionError" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
+    proc = _build(tmp_path, {"intro": "# Links\n\nSee [the missing page](missing.md) and "
+                                      "[a missing heading](#nowhere).\n"})
+    assert proc.returncode != 0
+    assert "missing" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_pages_outside_the_toc_are_not_built(tmp_path: Path) -> None:
+    src = tmp_path / "book"
+    proc = _build(tmp_path, {"intro": "# Home\n", "listed": "# Listed\n"})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    (src / "stray.md").write_text("# A draft nobody linked\n")
+    shutil.rmtree(src / "_build")
+    proc = subprocess.run(book.build_command(src), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (src / "_build" / "html" / "listed.html").exists()
+    assert not (src / "_build" / "html" / "stray.html").exists()

@@ -1,0 +1,262 @@
+"""Storage faults during thumbnail job runs, injected by the emulator front's fault table between
+the job's processes and fake-gcs-server (tests/cloud/test_storage_faults.py does the same for
+the CLIs).
+
+Transient 503/429 answers and a lost upload response must leave exactly the outputs of a clean
+run; a storage that cannot be reached, or stops answering, must be a clear message within 60 s
+(a bound on the retries the job configures, not a speed target); a run killed halfway must leave
+only whole objects, and the next run must finish the job. No source object ever changes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+import jobstore  # noqa: E402
+import previews  # noqa: E402
+import render_batch  # noqa: E402
+from jobplan import parse_location  # noqa: E402
+from microscopy_notebook.cloud import samples
+from tests.workflow.jobrun import (
+    LOCAL,
+    Background,
+    check_previews,
+    new_bucket,
+    objects,
+    snakemake,
+    sources_unchanged,
+    summary,
+    wait_all,
+)
+
+GOOD = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
+UNREACHABLE = "could not reach Cloud Storage"
+
+
+def is_listing(method: str, path: str) -> bool:
+    return method == "GET" and "/o?" in path and "alt=media" not in path
+
+
+def is_download(method: str, path: str) -> bool:
+    return method == "GET" and "alt=media" in path
+
+
+def is_upload(method: str, path: str) -> bool:
+    return method in ("POST", "PUT") and "/upload/" in path
+
+
+def alive_in_group(pgid: int, timeout: float = 10) -> list[int]:
+    """Processes of a process group that are still running (not zombies) after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive.append(int(stat.parent.name))
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def wait_for_previews(gcs, bucket: str, prefix: str, at_least: int, job: Background,
+                      timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert job.proc.poll() is None, "the run ended before the test could interfere"
+        n = sum(1 for b in gcs.list_blobs(bucket, prefix=prefix) if b.name.endswith(".png"))
+        if n >= at_least:
+            return n
+        time.sleep(0.05)
+    raise AssertionError(f"no {at_least} previews under gs://{bucket}/{prefix} in {timeout} s")
+
+
+def seed_copies(gcs, bucket: str, copies: int) -> list[str]:
+    """The samples ``copies`` times under raw/c<i>/; returns the previewable names (relative)."""
+    for i in range(copies):
+        samples.seed(bucket, f"raw/c{i}/", gcs)
+    return sorted(f"c{i}/{name}" for i in range(copies) for name in GOOD)
+
+
+# -- transient errors and a lost answer ----------------------------------------------------------
+def test_a_lost_upload_answer_is_checked_then_taken_as_done(emulator, gcs, storage_env,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            sample_dir: Path) -> None:
+    """The server commits a preview and the answer is lost: the client retries with
+    ifGenerationMatch=0 and gets 412. The job then finds its own bytes there: done, one object.
+    Another object at that name would be kept and reported instead."""
+    jobstore.client.cache_clear()  # a client made under the emulator's settings
+    bucket = new_bucket(gcs, "lost")
+    target = parse_location(f"gs://{bucket}/previews", "output")
+    png = previews.make_preview(sample_dir / "eds/example1.msa", "eds/example1.msa").png
+    created: list[bool] = []
+    real_create = jobstore.create
+    monkeypatch.setattr(jobstore, "create", lambda *a: created.append(real_create(*a)) or
+                        created[-1])
+    lost = emulator.faults.add(is_upload, "drop-after", times=1)
+    assert render_batch.write(target, "eds/example1.msa", png)  # in place: done
+    assert lost.hits == 1 and created == [False]  # the retry met the committed object: 412
+    (blob,) = gcs.list_blobs(bucket)
+    assert (blob.name, blob.metageneration, blob.download_as_bytes()) == (
+        "previews/eds/example1.msa.png", 1, png)
+    assert not render_batch.write(target, "eds/example1.msa", b"other bytes")  # kept, reported
+    assert objects(gcs, bucket) == {blob.name: (blob.generation, blob.md5_hash, blob.crc32c)}
+
+
+@pytest.mark.slow
+def test_transient_errors_and_a_lost_upload_answer_change_nothing(
+        emulator, gcs, storage_env, sample_dir: Path, tmp_path: Path) -> None:
+    bucket = new_bucket(gcs, "flaky")
+    samples.seed(bucket, "raw/", gcs)
+    faults = {
+        "listing 503": emulator.faults.add(is_listing, "status:503", times=2),
+        "download 503": emulator.faults.add(is_download, "status:503", times=3),
+        "download 429": emulator.faults.add(is_download, "status:429", times=2),
+        # The first upload is a preview: the server stores it, the answer never arrives. The
+        # client's retry carries ifGenerationMatch=0 and gets 412; the job must take that as done
+        # once the object there is found to hold the same bytes, not as someone else's object.
+        "upload answer lost": emulator.faults.add(is_upload, "drop-after", times=1),
+        "upload 429": emulator.faults.add(is_upload, "status:429", times=2),
+        "upload 503": emulator.faults.add(is_upload, "status:503", times=2),
+    }
+    config = ["--config", f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews",
+              "strict=True"]
+    with sources_unchanged(gcs, bucket, "raw/"):
+        run = snakemake(tmp_path, "--profile", str(LOCAL), *config, env=storage_env)
+    print({name: fault.hits for name, fault in faults.items()})
+    assert {name: fault.remaining for name, fault in faults.items()} == dict.fromkeys(faults, 0)
+    assert run.returncode == 0
+    assert summary(run.stderr).startswith(f"thumbnail job: all {len(GOOD)} done")
+
+    made = check_previews(gcs, bucket, "previews/")  # whole PNGs, md5 as stored, nothing else
+    assert sorted(made) == sorted(f"{name}.png" for name in GOOD)
+    for name in GOOD:  # byte for byte what a clean render of the same file gives
+        assert made[f"{name}.png"] == previews.make_preview(sample_dir / name, name).png, name
+    report = json.loads(gcs.bucket(bucket).blob("previews/report.json").download_as_bytes())
+    assert sorted(r["name"] for r in report["files"]) == sorted(GOOD)
+    assert all(r["ok"] for r in report["files"])
+    assert report["last_run"]["kept"] == []  # the lost answer's object was recognised as ours
+
+
+# -- unreachable ---------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_unreachable_storage_is_a_clear_error_within_a_minute(
+        emulator, gcs, storage_env, tmp_path: Path) -> None:
+    """Three runs at once: one pointed at a port nobody listens on, one at a server that accepts
+    connections and never answers, and one whose storage goes away while a batch is running."""
+    dead = dict(storage_env, STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{_free_port()}")
+    silent_server = socket.create_server(("127.0.0.1", 0), backlog=64)  # never accept()s
+    silent = dict(storage_env,
+                  STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{silent_server.getsockname()[1]}")
+    config = ["--config", "input=gs://nexuslims_example-datafiles/MockDataFiles",
+              "output=gs://nexuslims_example-joboutput/unreachable"]
+
+    bucket = new_bucket(gcs, "outage")
+    names = seed_copies(gcs, bucket, 2)
+    outage_config = ["--config", f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews",
+                     "batch_size=100"]
+    try:
+        with sources_unchanged(gcs, bucket, "raw/"):
+            jobs = {
+                "dead port": Background(tmp_path / "dead", "--profile", str(LOCAL), *config,
+                                        env=dead),
+                "no answer": Background(tmp_path / "silent", "--profile", str(LOCAL), *config,
+                                        env=silent),
+                "outage": Background(tmp_path / "outage", "--profile", str(LOCAL), "--cores",
+                                     "1", *outage_config, env=storage_env),
+            }
+            wait_for_previews(gcs, bucket, "previews/", 2, jobs["outage"])
+            outage = emulator.faults.add(lambda m, p: f"/b/{bucket}/" in p, "reset", times=10**6)
+            went_away = time.monotonic()
+            ended = wait_all(jobs)
+            emulator.faults.clear()
+    finally:
+        emulator.faults.clear()
+        silent_server.close()
+        for job in locals().get("jobs", {}).values():
+            job.kill_group()
+
+    outputs = {name: job.output() for name, job in jobs.items()}
+    for name, job in jobs.items():
+        # From the start of the run, or for the outage from the moment the storage went away.
+        took = ended[name] - (went_away if name == "outage" else job.started)
+        output = outputs[name]
+        print(f"{name}: exit status {job.proc.returncode}, reported after {took:.1f} s")
+        assert job.proc.returncode != 0, name
+        assert UNREACHABLE in output, name
+        assert "Traceback" not in output, name
+        assert took < 60, name  # a bound on retries, not a speed target
+    assert outage.hits > 0
+    stopped = (r"batch [0-9a-f]{16} stopped: The thumbnail job could not reach Cloud Storage to "
+               rf"(download|write) \S+ (from|to) gs://{bucket}/")
+    assert re.search(stopped, outputs["outage"])
+
+    # The next run, with the storage back, finishes the job; nothing was written twice.
+    before = objects(gcs, bucket, "previews/")
+    with sources_unchanged(gcs, bucket, "raw/"):
+        rerun = snakemake(tmp_path / "outage", "--profile", str(LOCAL), *outage_config,
+                          env=storage_env)
+    assert rerun.returncode == 0
+    assert summary(rerun.stderr).startswith(f"thumbnail job: all {len(names)} done")
+    after = objects(gcs, bucket, "previews/")
+    assert {k: v for k, v in after.items() if k in before} == before  # kept, not rewritten
+    made = check_previews(gcs, bucket, "previews/")
+    assert sorted(made) == sorted(f"{name}.png" for name in names)
+
+
+# -- killed halfway ------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_killed_run_leaves_whole_objects_and_the_rerun_finishes(gcs, storage_env,
+                                                                  tmp_path: Path) -> None:
+    bucket = new_bucket(gcs, "killed")
+    names = seed_copies(gcs, bucket, 5)  # 45 files in one batch: the kill lands mid-batch
+    config = ["--config", f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews",
+              "batch_size=100"]
+    with sources_unchanged(gcs, bucket, "raw/"):
+        job = Background(tmp_path, "--profile", str(LOCAL), "--cores", "1", *config,
+                         env=storage_env)
+        try:
+            wait_for_previews(gcs, bucket, "previews/", 3, job)
+        finally:
+            job.kill_group()
+        assert not alive_in_group(job.proc.pid)  # nothing of the run is left running
+        time.sleep(1)  # anything still in flight at the server lands now, or never
+        # What the bucket shows after the kill: only whole previews, each matching its stored
+        # md5; no report yet, no temporary or partial object.
+        made = check_previews(gcs, bucket, "previews/")
+        print(f"killed with {len(made)} of {len(names)} previews written")
+        assert 3 <= len(made) < len(names)
+        assert set(made) <= {f"{name}.png" for name in names}
+        assert gcs.bucket(bucket).get_blob("previews/report.json") is None
+        before = objects(gcs, bucket, "previews/")
+
+        # The same command again, in the same folder: Snakemake finds the killed run's lock and
+        # says how to remove it; once removed, the run redoes the batch that was cut short.
+        again = ["--profile", str(LOCAL), "--cores", "1", *config]
+        locked = snakemake(tmp_path, *again, env=storage_env)
+        assert locked.returncode != 0
+        assert "Directory cannot be locked" in locked.stderr and "--unlock" in locked.stderr
+        assert "Traceback" not in locked.stdout + locked.stderr
+        assert snakemake(tmp_path, *again, "--unlock", env=storage_env).returncode == 0
+        rerun = snakemake(tmp_path, *again, env=storage_env)
+    assert rerun.returncode == 0
+    assert summary(rerun.stderr).startswith(f"thumbnail job: all {len(names)} done")
+    after = objects(gcs, bucket, "previews/")
+    assert {k: v for k, v in after.items() if k in before} == before  # none rewritten
+    made = check_previews(gcs, bucket, "previews/")
+    assert sorted(made) == sorted(f"{name}.png" for name in names)

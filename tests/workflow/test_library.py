@@ -1,0 +1,315 @@
+"""The thumbnail job's parts: planning (pure), storage I/O, one batch rendered in-process, the
+Snakefile's lint and its refusals. End-to-end runs are in test_workflow_runs.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from microscopy_notebook.paths import ROOT
+
+WORKFLOW = ROOT / "workflow"
+SNAKEFILE = WORKFLOW / "Snakefile"
+
+import jobplan  # noqa: E402
+import jobstore  # noqa: E402
+import previews  # noqa: E402
+import render_batch  # noqa: E402
+import write_manifests  # noqa: E402
+from jobplan import JobConfigError, Location, parse_location  # noqa: E402
+
+
+def snakemake(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    return Image.open(io.BytesIO(data)).size
+
+
+# -- locations and refusals -----------------------------------------------------------------------
+@pytest.mark.parametrize("text, expected", [
+    ("gs://bucket-1/raw", Location("gs", "bucket-1", "raw")),
+    ("gs://bucket-1/raw/", Location("gs", "bucket-1", "raw")),
+    ("gs://bucket-1//raw//2024/", Location("gs", "bucket-1", "raw/2024")),
+    ("gs://bucket-1", Location("gs", "bucket-1", "")),
+])
+def test_gs_locations_normalise(text: str, expected: Location) -> None:
+    assert parse_location(text, "input") == expected
+
+
+def test_local_locations_resolve_relative_to_base(tmp_path: Path) -> None:
+    assert parse_location("in/../in/", "input", base=tmp_path).path == (tmp_path / "in").as_posix()
+
+
+@pytest.mark.parametrize("text", ["gs://UPPER/x", "gs://a/../b", "s3://bucket/x", "", 3, None])
+def test_bad_locations_are_refused(text) -> None:
+    with pytest.raises(JobConfigError, match="thumbnail job"):
+        parse_location(text, "input")
+
+
+@pytest.mark.parametrize("source, target, refused", [
+    ("gs://bkt/raw", "gs://bkt/raw", True),
+    ("gs://bkt/raw", "gs://bkt/raw/previews", True),
+    ("gs://bkt/raw/2024", "gs://bkt/raw", True),
+    ("gs://bkt", "gs://bkt/previews", True),  # a whole bucket holds every prefix in it
+    ("gs://bkt/raw", "gs://bkt/raw-previews", False),  # a sibling that only shares the spelling
+    ("gs://bkt/raw", "gs://cat/raw", False),
+    ("/data/raw", "/data/raw/previews", True),
+    ("/data/raw", "/data/previews", False),
+    ("gs://bkt/raw", "/data/raw", False),
+])
+def test_overlapping_locations_are_refused(source: str, target: str, refused: bool) -> None:
+    src, dst = parse_location(source, "input"), parse_location(target, "output")
+    if refused:
+        with pytest.raises(JobConfigError, match="does not overlap the input"):
+            jobplan.check_locations(src, dst)
+    else:
+        jobplan.check_locations(src, dst)
+
+
+def test_symlinked_output_into_input_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "raw" / "previews").mkdir(parents=True)
+    (tmp_path / "out").symlink_to(tmp_path / "raw" / "previews")
+    with pytest.raises(JobConfigError):
+        jobplan.check_locations(parse_location(str(tmp_path / "raw"), "input"),
+                                parse_location(str(tmp_path / "out"), "output"))
+
+
+def test_work_prefix_under_input_is_refused() -> None:
+    source = parse_location("gs://bkt/raw", "input")
+    with pytest.raises(JobConfigError, match="default-storage-prefix"):
+        jobplan.check_work_prefix(source, "bkt/raw/work")
+    jobplan.check_work_prefix(source, "gs://bkt/work")
+    jobplan.check_work_prefix(source, None)
+
+
+# -- naming, what is new, batches -----------------------------------------------------------------
+def test_preview_names_keep_the_extension() -> None:
+    assert jobplan.preview_name("a/x.dm3") == "a/x.dm3.png"
+    assert jobplan.preview_name("a/x.dm3") != jobplan.preview_name("a/x.dm4")
+    assert jobplan.source_of("a/x.dm3.png") == "a/x.dm3"
+    assert jobplan.source_of("report.json") is None
+
+
+def test_what_is_new_needs_a_preview_and_a_report_row() -> None:
+    sources = ["b.dm3", "a.dm4", "a.emi", "a_1.ser", "notes.txt", "c.tif"]
+    outputs = ["a.dm4.png", "b.dm3.png", "report.json", "c.tif.png.1234.part"]
+    new, names, done = jobplan.what_is_new(sources, outputs, ["a.dm4"], previews.is_previewable)
+    # b.dm3 has a preview but no row (an interrupted run): redone; c.tif has only a temp file.
+    assert new == ["a_1.ser", "b.dm3", "c.tif"]
+    assert done == 1
+    assert names == set(sources)
+
+
+def test_plan_knows_companions_and_missing_ones() -> None:
+    src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
+    plan = jobplan.make_plan(src, dst, ["t/x_1.ser", "t/x.emi", "t/y_1.ser"], [], [],
+                             previews.is_previewable, previews.companion_names, batch_size=10)
+    items = {i.name: i for b in plan.batches.values() for i in b}
+    assert items["t/x_1.ser"].companions == ("t/x.emi",) and items["t/x_1.ser"].missing == ()
+    assert items["t/y_1.ser"].missing == ("t/y.emi",)
+
+
+@pytest.mark.parametrize("n, size, workers, expected", [
+    (0, 200, 1, []),
+    (9, 200, 1, [9]),
+    (201, 200, 1, [101, 100]),
+    (9, 200, 2, [5, 4]),
+    (1000, 200, 4, [125] * 8),
+    (3, 200, 8, [1, 1, 1]),
+])
+def test_batches_are_even_and_bounded(n: int, size: int, workers: int, expected: list) -> None:
+    assert [len(b) for b in jobplan.split(list(range(n)), size, workers)] == expected
+
+
+def test_batch_ids_follow_content_and_locations() -> None:
+    src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
+    other = parse_location("gs://bkt/out2", "output")
+    names = [f"f{i:03}.dm3" for i in range(10)]
+
+    def plan(target, listing):
+        return jobplan.make_plan(src, target, listing, [], [], previews.is_previewable,
+                                 previews.companion_names, batch_size=4)
+
+    first = plan(dst, names)
+    assert [len(b) for b in first.batches.values()] == [4, 3, 3]
+    assert plan(dst, reversed(names)).batches.keys() == first.batches.keys()  # order-free
+    assert plan(other, names).batches.keys().isdisjoint(first.batches.keys())
+    assert plan(dst, names[:-1]).id != first.id
+
+
+def test_max_files_limits_the_run_not_the_count() -> None:
+    src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
+    plan = jobplan.make_plan(src, dst, [f"f{i}.dm3" for i in range(10)], [], [],
+                             previews.is_previewable, previews.companion_names, batch_size=4,
+                             max_files=3)
+    assert plan.files == 3 and plan.previewable == 10
+
+
+# -- the report -----------------------------------------------------------------------------------
+def test_report_merges_runs_and_counts_failures() -> None:
+    src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
+    old = [jobplan.row(src, dst, "a.dm3", ok=False, error="truncated"),
+           jobplan.row(src, dst, "b.dm3", ok=True, kind="image")]
+    new = [jobplan.row(src, dst, "a.dm3", ok=True, kind="spectrum")]
+    rows = jobplan.merge_rows(old, new)
+    assert [(r["name"], r["ok"]) for r in rows] == [("a.dm3", True), ("b.dm3", True)]
+    assert rows[0]["preview"] == "gs://bkt/out/a.dm3.png"
+    assert jobplan.summary_line(jobplan.summarize(rows)) == "thumbnail job: all 2 done"
+    assert "done with 1 failure" in jobplan.summary_line(jobplan.summarize(old))
+    csv_text = jobplan.report_csv(rows).decode()
+    assert csv_text.splitlines()[0] == ",".join(jobplan.REPORT_COLUMNS)
+    assert list(jobplan.reported_names(b"not json")) == []
+
+
+def test_manifests_are_written_per_batch(tmp_path: Path) -> None:
+    src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
+    plan = jobplan.make_plan(src, dst, ["a.dm3", "b.dm3", "c.dm3"], [], [],
+                             previews.is_previewable, previews.companion_names, batch_size=2)
+    paths = [str(tmp_path / f"{b}.json") for b in plan.batches]
+    write_manifests.write_manifests(json.loads(json.dumps(plan.as_dict())), paths)
+    for batch in plan.batches:
+        assert json.loads((tmp_path / f"{batch}.json").read_text()) == plan.manifest(batch)
+
+
+# -- storage --------------------------------------------------------------------------------------
+def test_local_create_never_overwrites(tmp_path: Path) -> None:
+    loc = parse_location(str(tmp_path / "out"), "output")
+    assert jobstore.create(loc, "a/x.dm3.png", b"first", "image/png")
+    assert not jobstore.create(loc, "a/x.dm3.png", b"second", "image/png")
+    assert (tmp_path / "out" / "a" / "x.dm3.png").read_bytes() == b"first"
+    assert list(jobstore.list_names(loc)) == ["a/x.dm3.png"]  # no temp file left behind
+    assert list(jobstore.list_names(parse_location(str(tmp_path / "none"), "output"),
+                                    missing_ok=True)) == []
+
+
+@pytest.fixture
+def bucket(gcs) -> str:
+    name = f"wf-{uuid.uuid4().hex[:12]}"
+    gcs.create_bucket(name)
+    return name
+
+
+def test_gcs_create_never_overwrites_and_lists_relative(gcs, bucket: str) -> None:
+    jobstore.client.cache_clear()  # the client must be made under the emulator's settings
+    loc = parse_location(f"gs://{bucket}/out", "output")
+    assert jobstore.create(loc, "a/x.dm3.png", b"first", "image/png")
+    generation = gcs.bucket(bucket).get_blob("out/a/x.dm3.png").generation
+    assert not jobstore.create(loc, "a/x.dm3.png", b"second", "image/png")
+    blob = gcs.bucket(bucket).get_blob("out/a/x.dm3.png")
+    assert (blob.generation, blob.download_as_bytes()) == (generation, b"first")
+    assert list(jobstore.list_names(loc)) == ["a/x.dm3.png"]
+    assert jobstore.read(loc, "missing.json") == (None, 0)
+
+
+def test_gcs_lost_upload_response_is_not_a_duplicate(emulator, gcs, bucket: str) -> None:
+    """The server commits the preview, the answer is lost; the retry meets it (412): done."""
+    jobstore.client.cache_clear()
+    loc = parse_location(f"gs://{bucket}/out", "output")
+    fault = emulator.faults.add(lambda m, p: m == "POST" and "/upload/" in p, "drop-after")
+    assert jobstore.create(loc, "x.dm3.png", b"preview", "image/png") in (True, False)
+    assert fault.hits == 1
+    assert [b.name for b in gcs.list_blobs(bucket)] == ["out/x.dm3.png"]
+    assert gcs.bucket(bucket).blob("out/x.dm3.png").download_as_bytes() == b"preview"
+
+
+def test_missing_bucket_is_a_clear_message(storage_env) -> None:
+    jobstore.client.cache_clear()
+    with pytest.raises(jobstore.StoreError, match="does not exist"):
+        list(jobstore.list_names(parse_location("gs://no-such-bucket-here/raw", "input")))
+
+
+# -- one batch, in this process -------------------------------------------------------------------
+def test_a_bad_file_gets_a_placeholder_and_the_batch_goes_on(sample_dir: Path,
+                                                             tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    (source / "dm3").mkdir(parents=True)
+    good = sample_dir / "dm3" / "multi_signal.dm3"
+    (source / "dm3" / "good.dm3").write_bytes(good.read_bytes())
+    (source / "dm3" / "cut.dm3").write_bytes(good.read_bytes()[:1024])
+    (source / "dm3" / "noise.dm3").write_bytes(os.urandom(4096))
+    (source / "tia").mkdir()
+    (source / "tia" / "lonely_1.ser").write_bytes((sample_dir / "tia" /
+                                                   "128x128-TEM_search_1.ser").read_bytes())
+    src, dst = parse_location(str(source), "input"), parse_location(str(tmp_path / "out"), "output")
+    plan = jobplan.make_plan(src, dst, jobstore.list_names(src), [], [], previews.is_previewable,
+                             previews.companion_names, batch_size=10)
+    (batch,) = plan.batches
+    log = io.StringIO()
+    results = render_batch.render_batch(plan.manifest(batch), log=log, progress=io.StringIO())
+    rows = {r["name"]: r for r in results["rows"]}
+    assert rows["dm3/good.dm3"]["ok"] and rows["dm3/good.dm3"]["error"] is None
+    for bad in ("dm3/cut.dm3", "dm3/noise.dm3"):
+        assert not rows[bad]["ok"] and rows[bad]["error"], rows[bad]
+        assert bad in log.getvalue() and "FAILED" in log.getvalue()
+    lonely = rows["tia/lonely_1.ser"]  # readable without its .emi, and the report says so
+    assert "missing companion file: tia/lonely.emi" in f"{lonely['shown']} {lonely['error']}"
+    assert results["failed"] == sum(not r["ok"] for r in rows.values()) >= 2
+    for name in rows:  # every file has its 500x500 preview, placeholders included
+        assert png_size((tmp_path / "out" / f"{name}.png").read_bytes()) == (500, 500)
+
+
+def test_a_batch_rides_out_transient_storage_errors(emulator, gcs, bucket: str,
+                                                    sample_dir: Path) -> None:
+    """503s on downloads and uploads, from the threads that fetch ahead and write behind: retried,
+    and every preview is made exactly once."""
+    jobstore.client.cache_clear()
+    names = ["dm3/multi_signal.dm3", "sem/Zeiss_SEM_512pix.tif", "tia/128x128-TEM_search_1.ser",
+             "tia/128x128-TEM_search.emi", "eds/example1.msa"]
+    for name in names:
+        gcs.bucket(bucket).blob(f"raw/{name}").upload_from_filename(str(sample_dir / name))
+    src = parse_location(f"gs://{bucket}/raw", "input")
+    dst = parse_location(f"gs://{bucket}/out", "output")
+    plan = jobplan.make_plan(src, dst, jobstore.list_names(src), [], [], previews.is_previewable,
+                             previews.companion_names, batch_size=10)
+    downloads = emulator.faults.add(lambda m, p: m == "GET" and "alt=media" in p, "status:503", 3)
+    uploads = emulator.faults.add(lambda m, p: m == "POST" and "/upload/" in p, "status:503", 2)
+    (batch,) = plan.batches
+    results = render_batch.render_batch(plan.manifest(batch), progress=io.StringIO())
+    assert (downloads.hits, uploads.hits) == (3, 2)
+    assert results["failed"] == 0 and results["files"] == 4
+    made = sorted(b.name for b in gcs.list_blobs(bucket, prefix="out/"))
+    assert made == sorted(f"out/{n}.png" for n in names if not n.endswith(".emi"))
+
+
+# -- the Snakefile --------------------------------------------------------------------------------
+@pytest.fixture
+def folders(tmp_path: Path) -> Path:
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    (tmp_path / "in" / "a" / "x.dm3").write_bytes(b"not really a dm3")
+    return tmp_path
+
+
+def test_lint_is_clean(folders: Path) -> None:
+    run = snakemake(folders, "--lint", "--config", "input=in", "output=out")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Congratulations, your workflow is in a good condition" in run.stdout + run.stderr
+    assert not (folders / "out").exists()  # linting plans but writes no preview
+
+
+@pytest.mark.parametrize("config, message", [
+    (["input=in", "output=in/previews"], "the output .* lies inside the input"),
+    (["input=in", "output=out", "batch_size=0"], "malformed at `batch_size`"),
+    (["input=in", "output=out", "ouput=elsewhere"], "'ouput' was unexpected"),
+])
+def test_bad_config_is_refused_before_anything_runs(folders: Path, config: list,
+                                                    message: str) -> None:
+    run = snakemake(folders, "--cores", "1", "--config", *config)
+    assert run.returncode != 0
+    assert "thumbnail job" in run.stderr
+    assert re.search(message, run.stderr), run.stderr
+    assert "Traceback" not in run.stderr
+    # Nothing written but Snakemake's own state folder: no output, no work files.
+    assert sorted(p.name for p in folders.iterdir()) == [".snakemake", "in"]
+    assert [p.name for p in (folders / "in").rglob("*")] == ["a", "x.dm3"]

@@ -1,0 +1,206 @@
+"""The thumbnail job end to end, as users run it: Snakemake in a subprocess, buckets in the
+emulator or folders on disk; then the Google Batch profile, as far as it goes without a login.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from microscopy_notebook.cloud import samples
+from tests.workflow.jobrun import GOOGLEBATCH, LOCAL, SNAKEFILE, WORKFLOW
+
+NOTHING = "Nothing to be done"
+PREVIEWABLE = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(cwd: Path, *args: str, env: dict | None = None,
+              python: str = sys.executable) -> subprocess.CompletedProcess:
+    run = subprocess.run([python, "-m", "snakemake", "-s", str(SNAKEFILE), *args], cwd=cwd,
+                         env=env, capture_output=True, text=True, timeout=600)
+    print(run.stdout, run.stderr, sep="\n")  # shown by pytest when a test fails
+    return run
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    return Image.open(io.BytesIO(data)).size
+
+
+def state(client, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
+    """Every object under a prefix: generation and md5, i.e. whether it was ever rewritten."""
+    return {b.name: (b.generation, b.md5_hash) for b in client.list_blobs(bucket, prefix=prefix)}
+
+
+def summary(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("thumbnail job:")]
+    return lines[-1] if lines else ""
+
+
+def test_bucket_to_bucket_with_bad_files_then_incremental(gcs, storage_env, sample_dir: Path,
+                                                          tmp_path: Path) -> None:
+    bucket = f"wf-{uuid.uuid4().hex[:12]}"
+    samples.seed(bucket, "raw/", gcs)
+    raw = gcs.bucket(bucket)
+    good = (sample_dir / "dm3" / "multi_signal.dm3").read_bytes()
+    raw.blob("raw/bad/cut.dm3").upload_from_string(good[:1024])
+    raw.blob("raw/bad/noise.dm4").upload_from_string(os.urandom(8192))
+    sources = state(gcs, bucket, "raw/")
+    config = ["--config", f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews"]
+
+    first = snakemake(tmp_path, "--profile", str(LOCAL), *config, env=storage_env)
+    assert first.returncode == 0  # failures are reported, not fatal: each has a placeholder
+    assert summary(first.stderr).startswith("thumbnail job: done with 2 failures")
+    assert state(gcs, bucket, "raw/") == sources  # no source object written, not even touched
+
+    report = json.loads(raw.blob("previews/report.json").download_as_bytes())
+    rows = {r["name"]: r for r in report["files"]}
+    assert sorted(rows) == sorted(PREVIEWABLE + ["bad/cut.dm3", "bad/noise.dm4"])
+    assert report["summary"] == {"files": len(rows), "ok": len(rows) - 2, "failed": 2}
+    for name, r in rows.items():
+        assert r["source"] == f"gs://{bucket}/raw/{name}"
+        assert r["preview"] == f"gs://{bucket}/previews/{name}.png"
+        png = raw.blob(f"previews/{name}.png").download_as_bytes()
+        assert png_size(png) == (500, 500)
+        if name.startswith("bad/"):
+            assert not r["ok"] and r["kind"] == "placeholder" and r["error"], r
+        else:
+            assert r["ok"] and r["error"] is None and r["kind"] != "placeholder", r
+    csv_rows = raw.blob("previews/report.csv").download_as_text().splitlines()
+    assert len(csv_rows) == len(rows) + 1
+
+    # From a fresh working folder: what is done is read from the buckets, not Snakemake's state.
+    outputs = state(gcs, bucket, "previews/")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    second = snakemake(elsewhere, "--profile", str(LOCAL), *config, env=storage_env)
+    assert second.returncode == 0 and NOTHING in second.stderr
+    assert state(gcs, bucket, "previews/") == outputs  # nothing rewritten, the report neither
+
+    raw.blob("raw/dm3/added later.dm3").upload_from_string(good)
+    third = snakemake(tmp_path, "--profile", str(LOCAL), *config, env=storage_env)
+    assert third.returncode == 0
+    assert summary(third.stderr).startswith("thumbnail job: all 1 done")
+    after = state(gcs, bucket, "previews/")
+    new = set(after) - set(outputs)
+    assert new == {"previews/dm3/added later.dm3.png"}
+    assert {k: v for k, v in after.items() if k.endswith(".png") and k not in new} == {
+        k: v for k, v in outputs.items() if k.endswith(".png")}  # old previews untouched
+    report = json.loads(raw.blob("previews/report.json").download_as_bytes())
+    assert len(report["files"]) == len(rows) + 1
+    assert report["last_run"]["files"] == 1 and report["summary"]["failed"] == 2
+    sources["raw/dm3/added later.dm3"] = state(gcs, bucket, "raw/")["raw/dm3/added later.dm3"]
+    assert state(gcs, bucket, "raw/") == sources
+
+
+def test_local_folders_with_one_command(sample_dir: Path, tmp_path: Path) -> None:
+    """The documented command on folders, no cloud: every sample gets its preview, once."""
+    shutil.copytree(sample_dir, tmp_path / "in")
+    before = {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+              for p in (tmp_path / "in").rglob("*") if p.is_file()}
+    env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
+    config = ["--config", f"input={tmp_path / 'in'}", f"output={tmp_path / 'previews'}",
+              "strict=True"]
+    first = snakemake(tmp_path, "--profile", str(LOCAL), *config, env=env)
+    assert first.returncode == 0
+    assert summary(first.stderr).startswith(f"thumbnail job: all {len(PREVIEWABLE)} done")
+    made = sorted(str(p.relative_to(tmp_path / "previews")) for p in
+                  (tmp_path / "previews").rglob("*.png"))
+    assert made == sorted(f"{name}.png" for name in PREVIEWABLE)
+    assert not list((tmp_path / "previews").rglob("*.part"))  # no temp file left behind
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "previews").rglob("*")}
+
+    second = snakemake(tmp_path, "--profile", str(LOCAL), *config, env=env)
+    assert second.returncode == 0 and NOTHING in second.stderr
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "previews").rglob("*")} == mtimes
+    assert {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in (tmp_path / "in").rglob("*") if p.is_file()} == before
+
+    (tmp_path / "in" / "broken.dm3").write_bytes(b"\0" * 100)
+    strict = snakemake(tmp_path, "--profile", str(LOCAL), *config, env=env)
+    assert strict.returncode != 0  # strict=True: a file that could not be previewed fails the run
+    assert "1 file(s) could not be previewed and strict is set" in strict.stderr
+    assert (tmp_path / "previews" / "broken.dm3.png").exists()  # its placeholder all the same
+
+
+# -- the cloud path, offline ----------------------------------------------------------------------
+
+
+def test_googlebatch_profile_flags_exist(batch_python: str) -> None:
+    profile = yaml.safe_load((GOOGLEBATCH / "config.yaml").read_text())
+    usage = subprocess.run([batch_python, "-m", "snakemake", "--help"], capture_output=True,
+                           text=True, timeout=120).stdout
+    flags = set(re.findall(r"--[a-z][a-z0-9-]+", usage))
+    assert {f"--{key}" for key in profile} <= flags, {f"--{k}" for k in profile} - flags
+    assert profile["executor"] == "googlebatch" and profile["default-storage-provider"] == "gcs"
+    assert profile["preemptible-rules"] == ["render"]
+
+
+@pytest.fixture
+def cloud_env(storage_env: dict, tmp_path: Path) -> dict:
+    """The emulator for storage, and certainly no Google credentials: nothing can be submitted."""
+    env = dict(storage_env)
+    env["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path / "no-credentials.json")
+    env["HOME"] = str(tmp_path / "home")
+    env["NO_GCE_CHECK"] = "True"
+    return env
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A copy of the workflow folder, run from its parent as the book says (the repository root):
+    Snakemake ships sources to the Batch VMs relative to the working directory."""
+    root = tmp_path / "checkout"
+    shutil.copytree(WORKFLOW, root / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def test_googlebatch_dry_run_and_submission_stops_at_credentials(
+        batch_python: str, gcs, cloud_env: dict, checkout: Path) -> None:
+    bucket = f"wf-{uuid.uuid4().hex[:12]}"
+    samples.seed(bucket, "raw/", gcs)
+    args = ["-s", "workflow/Snakefile", "--profile", "workflow/profiles/googlebatch",
+            "--googlebatch-project", "mnb-offline-check", "--storage-gcs-project",
+            "mnb-offline-check", "--default-storage-prefix", f"gs://{bucket}/snakemake-work",
+            "--config", f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews"]
+    dry = subprocess.run([batch_python, "-m", "snakemake", *args, "-n"], cwd=checkout,
+                         env=cloud_env, capture_output=True, text=True, timeout=300)
+    print(dry.stdout, dry.stderr)
+    assert dry.returncode == 0
+    assert f"{len(PREVIEWABLE)} new in 1 batch(es)" in dry.stdout  # a dry run logs to stdout
+    assert re.search(r"rule render:\n\s+input: gs://\S+/snakemake-work/results/thumbnail-job/"
+                     r"manifests/[0-9a-f]{16}\.json \(retrieve from storage\)", dry.stdout)
+
+    real = subprocess.run([batch_python, "-m", "snakemake", *args], cwd=checkout,
+                          env=cloud_env, capture_output=True, text=True, timeout=300)
+    print(real.stdout, real.stderr)
+    assert real.returncode != 0
+    assert "Unable to connect to Google Batch" in real.stderr  # the first thing that needs a login
+    assert "Ignoring source file" not in real.stderr  # every workflow file reaches the VMs
+    assert [b.name for b in gcs.list_blobs(bucket, prefix="previews/")] == []
+
+
+def test_cloud_path_refuses_local_folders(batch_python: str, cloud_env: dict,
+                                          checkout: Path) -> None:
+    (checkout / "in").mkdir()
+    run = subprocess.run([batch_python, "-m", "snakemake", "-s", "workflow/Snakefile",
+                          "--profile", "workflow/profiles/googlebatch", "--googlebatch-project",
+                          "mnb-offline-check", "--storage-gcs-project", "mnb-offline-check",
+                          "-n", "--config", "input=in", "output=gs://somewhere/previews"],
+                         cwd=checkout, env=cloud_env, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert "cannot run on cloud machines with a local folder" in run.stdout + run.stderr
+    assert not (checkout / "results").exists()  # refused before planning
