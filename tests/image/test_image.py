@@ -528,26 +528,3 @@ def test_the_notebooks_command_refuses_to_run_without_the_emulator(tmp_path: Pat
     with pytest.raises(RuntimeError, match="no emulator"):
         image.container_emulator({"PATH": "/usr/bin"}, tmp_path)
 
-
-# -- the book's table -----------------------------------------------------------------------------
-def test_the_package_table_directive_renders_the_list(tmp_path: Path) -> None:
-    (tmp_path / "conf.py").write_text(
-        'extensions = ["myst_parser", "microscopy_notebook.book.package_table"]\n'
-        "smartquotes = False\n")  # compare the text as written
-    (tmp_path / "index.md").write_text("# Packages\n\n```{package-table}\n:caption: Listed\n```\n")
-    env = {**os.environ}
-    proc = subprocess.run([sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(tmp_path),
-                           str(tmp_path / "_build")], capture_output=True, text=True, env=env,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    from bs4 import BeautifulSoup
-
-    html = BeautifulSoup((tmp_path / "_build" / "index.html").read_text(), "html.parser")
-    table = html.select_one("table.package-table")
-    rows = [[c.get_text(" ", strip=True) for c in tr.find_all("td")]
-            for tr in table.select("tbody tr")]
-    assert len(rows) == len(LISTED)
-    for row, package in zip(rows, LISTED, strict=True):
-        channel = "" if package.channel == "conda-forge" else f" ({package.channel})"
-        assert row == [package.name + channel, package.spec or "any", package.purpose]
-    assert "Listed" in table.find("caption").get_text()
