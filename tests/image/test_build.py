@@ -3,6 +3,7 @@ runs, and the emulator settings the notebooks get inside the container."""
 
 from __future__ import annotations
 
+import ast
 import datetime
 import os
 import re
@@ -22,6 +23,13 @@ from tests.image.spec import DOCKERFILE, fake_engine
 NO_DAEMON = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock"
 
 
+def _image_cli(args: list[str], path: Path) -> subprocess.CompletedProcess:
+    """``python -m microscopy_notebook.image ARGS`` with nothing but ``path`` on PATH."""
+    return subprocess.run([sys.executable, "-m", "microscopy_notebook.image", *args],
+                          capture_output=True, text=True, env={**os.environ, "PATH": str(path)},
+                          timeout=60)
+
+
 # -- the engine -----------------------------------------------------------------------------------
 def test_no_engine_when_the_docker_cli_has_no_daemon(tmp_path: Path) -> None:
     fake_engine(tmp_path, "docker", 1, NO_DAEMON)
@@ -39,24 +47,53 @@ def test_an_engine_whose_info_answers_is_used(tmp_path: Path) -> None:
     assert found.path == str(tmp_path / "podman")
 
 
+def test_the_engine_command_fails_with_the_reason_when_docker_has_no_daemon(
+        tmp_path: Path) -> None:
+    """What `nox -s image` runs before anything else: no engine, no path, the reason, a failure."""
+    fake_engine(tmp_path, "docker", 1, NO_DAEMON)
+    proc = _image_cli(["engine", "--path"], tmp_path)
+    assert proc.returncode != 0
+    assert "no container engine: nothing was built" in proc.stderr
+    assert NO_DAEMON in proc.stderr and "podman: not installed" in proc.stderr
+    assert proc.stdout == "", "no engine path for the session to build with"
+
+
+def test_the_engine_command_prints_the_path_of_an_engine_that_answers(tmp_path: Path) -> None:
+    fake_engine(tmp_path, "docker", 1, NO_DAEMON)
+    fake_engine(tmp_path, "podman", 0)
+    proc = _image_cli(["engine", "--path"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == str(tmp_path / "podman")
+
+
 def test_nox_image_says_no_container_engine_and_fails(tmp_path: Path) -> None:
     """The build command itself, with a PATH that has docker's CLI and no daemon."""
     fake_engine(tmp_path, "docker", 1, "Cannot connect to the Docker daemon")
     (tmp_path / "git").symlink_to(shutil.which("git"))
-    env = {**os.environ, "PATH": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "microscopy_notebook.image", "build"],
-                          capture_output=True, text=True, env=env, timeout=60)
+    proc = _image_cli(["build"], tmp_path)
     assert proc.returncode != 0
     assert "no container engine: nothing was built" in proc.stderr
     assert "built and tagged" not in proc.stdout
 
 
-def test_the_noxfile_session_reports_the_engine_reason_through_session_error() -> None:
-    noxfile = (ROOT / "noxfile.py").read_text()
-    session = noxfile.split("def image(", 1)[1].split("\ndef ", 1)[0]
-    assert "find_engine()" in session and "session.error(engine.reason)" in session
-    assert "*session.posargs" in session
-    assert session.index("session.error") < session.index('"build"')
+def test_the_noxfile_image_session_asks_for_the_engine_before_it_builds() -> None:
+    """nox's session.run fails the session on a non-zero exit, so the engine command above stops
+    `nox -s image` with its reason, provided it runs first and its failure is not excused."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    session = next(node for node in tree.body
+                   if isinstance(node, ast.FunctionDef) and node.name == "image")
+    runs = [node for node in ast.walk(session) if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute) and node.func.attr == "run"]
+    runs.sort(key=lambda node: (node.lineno, node.col_offset))
+    subcommands = [next((a.value for a in run.args if isinstance(a, ast.Constant)), None)
+                   for run in runs]
+    assert "engine" in subcommands and "build" in subcommands
+    assert subcommands.index("engine") == 0, "nothing runs before the engine is known"
+    engine = runs[0]
+    assert not {k.arg for k in engine.keywords} & {"success_codes", "external"}
+    build = runs[subcommands.index("build")]
+    assert "session.posargs" in {ast.unparse(a.value) for a in build.args
+                                 if isinstance(a, ast.Starred)}
 
 
 # -- tags and commands ----------------------------------------------------------------------------
