@@ -34,9 +34,9 @@ from mnb import samples
 
 sys.path.insert(0, str(WORKFLOW / "scripts"))
 import jobstore  # noqa: E402
-import previews  # noqa: E402
 import render_batch  # noqa: E402
 from jobplan import parse_location  # noqa: E402
+from thumbnails.preview import make_preview  # noqa: E402
 
 GOOD = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
 UNREACHABLE = "could not reach Cloud Storage"
@@ -100,7 +100,7 @@ def test_a_lost_upload_answer_is_checked_then_taken_as_done(emulator, gcs, stora
     jobstore.client.cache_clear()  # a client made under the emulator's settings
     bucket = new_bucket(gcs, "lost")
     target = parse_location(f"gs://{bucket}/previews", "output")
-    png = previews.make_preview(sample_dir / "eds/example1.msa", "eds/example1.msa").png
+    png = make_preview(sample_dir / "eds/example1.msa", "eds/example1.msa").png
     created: list[bool] = []
     real_create = jobstore.create
     monkeypatch.setattr(jobstore, "create", lambda *a: created.append(real_create(*a)) or
@@ -143,7 +143,7 @@ def test_transient_errors_and_a_lost_upload_answer_change_nothing(
     made = check_previews(gcs, bucket, "previews/")  # whole PNGs, md5 as stored, nothing else
     assert sorted(made) == sorted(f"{name}.png" for name in GOOD)
     for name in GOOD:  # byte for byte what a clean render of the same file gives
-        assert made[f"{name}.png"] == previews.make_preview(sample_dir / name, name).png, name
+        assert made[f"{name}.png"] == make_preview(sample_dir / name, name).png, name
     report = json.loads(gcs.bucket(bucket).blob("previews/report.json").download_as_bytes())
     assert sorted(r["name"] for r in report["files"]) == sorted(GOOD)
     assert all(r["ok"] for r in report["files"])

@@ -36,8 +36,8 @@ from mnb import fetch, samples
 
 sys.path.insert(0, str(WORKFLOW / "scripts"))
 import jobplan  # noqa: E402
-import previews  # noqa: E402
 import render_batch  # noqa: E402
+from thumbnails import formats  # noqa: E402
 
 GOOD = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
 LARGE = "large/8k float32.tif"  # 8192 x 8192 float32: 256 MiB
@@ -219,7 +219,7 @@ def test_bad_and_odd_files_in_one_run(emulator, gcs, storage_env, sample_dir: Pa
 def test_skipped_files_are_counted_by_type_and_companions_are_not_skipped() -> None:
     names = ["a/x_1.ser", "a/x.emi", "b/only.emi", "notes/read me.txt", "c/y.dm3", "README",
              "odd/scan.XYZ"]
-    skipped = jobplan.skipped_files(names, previews.is_previewable, previews.companion_names)
+    skipped = jobplan.skipped_files(names, formats.is_previewable, formats.companion_names)
     assert skipped == {"files": 4, "types": {".emi": 1, ".txt": 1, ".xyz": 1, "no extension": 1},
                        "examples": ["README", "b/only.emi", "notes/read me.txt", "odd/scan.XYZ"]}
     line = jobplan.summary_line({"files": 2, "failed": 0, "kept": ["c/y.dm3"], "skipped": skipped})
@@ -244,7 +244,7 @@ def test_local_output_keeps_a_foreign_file_and_knows_its_own(sample_dir: Path,
     src, dst = jobplan.parse_location(str(source), "input"), jobplan.parse_location(str(out),
                                                                                    "output")
     plan = jobplan.make_plan(src, dst, ["dm3/multi_signal.dm3", "eds/example1.msa"], [], [],
-                             previews.is_previewable, previews.companion_names, batch_size=10)
+                             formats.is_previewable, formats.companion_names, batch_size=10)
     (batch,) = plan.batches
     for _ in range(2):  # the second time every preview is already there
         results = render_batch.render_batch(plan.manifest(batch), progress=io.StringIO())

@@ -22,10 +22,10 @@ sys.path.insert(0, str(WORKFLOW / "scripts"))
 
 import jobplan  # noqa: E402
 import jobstore  # noqa: E402
-import previews  # noqa: E402
 import render_batch  # noqa: E402
 import write_manifests  # noqa: E402
 from jobplan import JobConfigError, Location, parse_location  # noqa: E402
+from thumbnails import formats  # noqa: E402
 
 
 def snakemake(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -105,7 +105,7 @@ def test_preview_names_keep_the_extension() -> None:
 def test_what_is_new_needs_a_preview_and_a_report_row() -> None:
     sources = ["b.dm3", "a.dm4", "a.emi", "a_1.ser", "notes.txt", "c.tif"]
     outputs = ["a.dm4.png", "b.dm3.png", "report.json", "c.tif.png.1234.part"]
-    new, names, done = jobplan.what_is_new(sources, outputs, ["a.dm4"], previews.is_previewable)
+    new, names, done = jobplan.what_is_new(sources, outputs, ["a.dm4"], formats.is_previewable)
     # b.dm3 has a preview but no row (an interrupted run): redone; c.tif has only a temp file.
     assert new == ["a_1.ser", "b.dm3", "c.tif"]
     assert done == 1
@@ -115,7 +115,7 @@ def test_what_is_new_needs_a_preview_and_a_report_row() -> None:
 def test_plan_knows_companions_and_missing_ones() -> None:
     src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
     plan = jobplan.make_plan(src, dst, ["t/x_1.ser", "t/x.emi", "t/y_1.ser"], [], [],
-                             previews.is_previewable, previews.companion_names, batch_size=10)
+                             formats.is_previewable, formats.companion_names, batch_size=10)
     items = {i.name: i for b in plan.batches.values() for i in b}
     assert items["t/x_1.ser"].companions == ("t/x.emi",) and items["t/x_1.ser"].missing == ()
     assert items["t/y_1.ser"].missing == ("t/y.emi",)
@@ -139,8 +139,8 @@ def test_batch_ids_follow_content_and_locations() -> None:
     names = [f"f{i:03}.dm3" for i in range(10)]
 
     def plan(target, listing):
-        return jobplan.make_plan(src, target, listing, [], [], previews.is_previewable,
-                                 previews.companion_names, batch_size=4)
+        return jobplan.make_plan(src, target, listing, [], [], formats.is_previewable,
+                                 formats.companion_names, batch_size=4)
 
     first = plan(dst, names)
     assert [len(b) for b in first.batches.values()] == [4, 3, 3]
@@ -152,7 +152,7 @@ def test_batch_ids_follow_content_and_locations() -> None:
 def test_max_files_limits_the_run_not_the_count() -> None:
     src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
     plan = jobplan.make_plan(src, dst, [f"f{i}.dm3" for i in range(10)], [], [],
-                             previews.is_previewable, previews.companion_names, batch_size=4,
+                             formats.is_previewable, formats.companion_names, batch_size=4,
                              max_files=3)
     assert plan.files == 3 and plan.previewable == 10
 
@@ -176,7 +176,7 @@ def test_report_merges_runs_and_counts_failures() -> None:
 def test_manifests_are_written_per_batch(tmp_path: Path) -> None:
     src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
     plan = jobplan.make_plan(src, dst, ["a.dm3", "b.dm3", "c.dm3"], [], [],
-                             previews.is_previewable, previews.companion_names, batch_size=2)
+                             formats.is_previewable, formats.companion_names, batch_size=2)
     paths = [str(tmp_path / f"{b}.json") for b in plan.batches]
     write_manifests.write_manifests(json.loads(json.dumps(plan.as_dict())), paths)
     for batch in plan.batches:
@@ -243,8 +243,8 @@ def test_a_bad_file_gets_a_placeholder_and_the_batch_goes_on(sample_dir: Path,
     (source / "tia" / "lonely_1.ser").write_bytes((sample_dir / "tia" /
                                                    "128x128-TEM_search_1.ser").read_bytes())
     src, dst = parse_location(str(source), "input"), parse_location(str(tmp_path / "out"), "output")
-    plan = jobplan.make_plan(src, dst, jobstore.list_names(src), [], [], previews.is_previewable,
-                             previews.companion_names, batch_size=10)
+    plan = jobplan.make_plan(src, dst, jobstore.list_names(src), [], [], formats.is_previewable,
+                             formats.companion_names, batch_size=10)
     (batch,) = plan.batches
     log = io.StringIO()
     results = render_batch.render_batch(plan.manifest(batch), log=log, progress=io.StringIO())
@@ -271,8 +271,8 @@ def test_a_batch_rides_out_transient_storage_errors(emulator, gcs, bucket: str,
         gcs.bucket(bucket).blob(f"raw/{name}").upload_from_filename(str(sample_dir / name))
     src = parse_location(f"gs://{bucket}/raw", "input")
     dst = parse_location(f"gs://{bucket}/out", "output")
-    plan = jobplan.make_plan(src, dst, jobstore.list_names(src), [], [], previews.is_previewable,
-                             previews.companion_names, batch_size=10)
+    plan = jobplan.make_plan(src, dst, jobstore.list_names(src), [], [], formats.is_previewable,
+                             formats.companion_names, batch_size=10)
     downloads = emulator.faults.add(lambda m, p: m == "GET" and "alt=media" in p, "status:503", 3)
     uploads = emulator.faults.add(lambda m, p: m == "POST" and "/upload/" in p, "status:503", 2)
     (batch,) = plan.batches

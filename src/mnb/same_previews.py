@@ -29,12 +29,12 @@ FIELDS = ("ok", "kind", "title", "signals", "shown", "error", "scalebar", "axis_
 
 # Run in the library's scripts folder: `python -c` puts that folder first on the import path.
 RENDER = f"""
-import hashlib, json, sys
-try:
+import hashlib, json, os, sys
+if os.path.isdir("thumbnails"):
     from thumbnails.preview import make_preview
-except ImportError:
+else:
     from previews import make_preview
-out = {{}}
+out = {{"": make_preview.__module__}}
 for path, name in json.load(sys.stdin):
     p = make_preview(path, name)
     out[name] = {{"md5": hashlib.md5(p.png).hexdigest(),
@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         files = cases(samples.files(), [s.name for s in samples.SAMPLES], work / "files")
         before = render(base / SCRIPTS, files)
         after = render(ROOT / SCRIPTS, files)
+    print(f"{args.base}: {before.pop('')}.make_preview; working tree: "
+          f"{after.pop('')}.make_preview")
     different = 0
     width = max(len(name) for _, name in files)
     for _, name in files:

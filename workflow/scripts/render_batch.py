@@ -1,10 +1,10 @@
 """Make the previews of one batch, in one Python process.
 
-Run by the ``render`` rule (``script:``). The renderer (`previews` and the RosettaSciIO readers it
-loads) is imported once for the whole batch. Each file is fetched (with its companions, e.g. the
-``.emi`` of a ``.ser``), rendered, written under the output, and gets one report row. Downloads run
-a few files ahead and uploads behind, in threads, while this thread renders: the storage's latency
-is hidden behind the drawing instead of added to it.
+Run by the ``render`` rule (``script:``). The renderer (`thumbnails.preview` and the RosettaSciIO
+readers it loads) is imported once for the whole batch. Each file is fetched (with its companions,
+e.g. the ``.emi`` of a ``.ser``), rendered, written under the output, and gets one report row.
+Downloads run a few files ahead and uploads behind, in threads, while this thread renders: the
+storage's latency is hidden behind the drawing instead of added to it.
 
 A file that cannot be read gets a placeholder preview and an error row; the batch goes on. A storage
 failure is not a file's fault: it fails the job with a one-paragraph message (no traceback), and the
@@ -55,14 +55,14 @@ def fetch(source: jobplan.Location, item: dict, scratch: Path) -> tuple[Path | N
     return path, missing
 
 
-def render(previews, source: jobplan.Location, target: jobplan.Location, name: str,
+def render(renderer, source: jobplan.Location, target: jobplan.Location, name: str,
            path: Path | None, missing: list[str]) -> tuple[dict, bytes | None]:
     """The report row of one file, and the PNG to write (None: nothing to write).
     Never raises for a bad file."""
     if path is None:
         return jobplan.row(source, target, name, ok=False, preview=False, error=GONE), None
     try:
-        preview = previews.make_preview(path, name)
+        preview = renderer.make_preview(path, name)
     except Exception as exc:  # noqa: BLE001 - a renderer bug must not cost the other files
         return jobplan.row(source, target, name, ok=False, preview=False,
                            error=f"the renderer failed: {type(exc).__name__}: {exc}"), None
@@ -104,11 +104,11 @@ def peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def render_one(previews, source: jobplan.Location, target: jobplan.Location, item: dict,
+def render_one(renderer, source: jobplan.Location, target: jobplan.Location, item: dict,
                scratch: Path) -> dict:
     """Fetch, preview and write one file, all in this thread; returns its report row."""
     try:
-        row, png = render(previews, source, target, item["name"], *fetch(source, item, scratch))
+        row, png = render(renderer, source, target, item["name"], *fetch(source, item, scratch))
         if png is not None and not write(target, item["name"], png):
             note_kept(row)
         return row
@@ -128,7 +128,7 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
             print(line, file=stream, flush=True)
 
     start = time.perf_counter()
-    import previews  # the heavy import, paid once per batch
+    from thumbnails import preview  # the heavy import, paid once per batch
 
     imported = time.perf_counter()
     say(f"batch {batch}: {len(files)} files, renderer loaded in {imported - start:.1f} s", log)
@@ -168,7 +168,7 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
                                                   Path(tmp) / str(queued))
                     queued += 1
                 t = time.perf_counter()
-                row, png = render(previews, source, target, item["name"], *fetches.pop(i).result())
+                row, png = render(preview, source, target, item["name"], *fetches.pop(i).result())
                 shutil.rmtree(Path(tmp) / str(i), ignore_errors=True)
                 if png is not None:
                     uploads.append((row, pool.submit(storage, write, target, item["name"],
