@@ -33,9 +33,9 @@ from jobrun import (
 from mnb import samples
 
 sys.path.insert(0, str(WORKFLOW / "scripts"))
-import jobstore  # noqa: E402
 import render_batch  # noqa: E402
-from jobplan import parse_location  # noqa: E402
+from thumbnails import store  # noqa: E402
+from thumbnails.locations import parse_location  # noqa: E402
 from thumbnails.preview import make_preview  # noqa: E402
 
 GOOD = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
@@ -97,13 +97,13 @@ def test_a_lost_upload_answer_is_checked_then_taken_as_done(emulator, gcs, stora
     """The server commits a preview and the answer is lost: the client retries with
     ifGenerationMatch=0 and gets 412. The job then finds its own bytes there: done, one object.
     Another object at that name would be kept and reported instead."""
-    jobstore.client.cache_clear()  # a client made under the emulator's settings
+    store.client.cache_clear()  # a client made under the emulator's settings
     bucket = new_bucket(gcs, "lost")
     target = parse_location(f"gs://{bucket}/previews", "output")
     png = make_preview(sample_dir / "eds/example1.msa", "eds/example1.msa").png
     created: list[bool] = []
-    real_create = jobstore.create
-    monkeypatch.setattr(jobstore, "create", lambda *a: created.append(real_create(*a)) or
+    real_create = store.create
+    monkeypatch.setattr(store, "create", lambda *a: created.append(real_create(*a)) or
                         created[-1])
     lost = emulator.faults.add(is_upload, "drop-after", times=1)
     assert render_batch.write(target, "eds/example1.msa", png)  # in place: done

@@ -64,7 +64,7 @@ def draw_4d(view: View, title: str, subtitle: str) -> Drawn:
     stride = stride_for((ny.size, nx.size), qy.size * qx.size * view.data.dtype.itemsize)
     pattern, image, what = fourd_sums(view.data, stride)
     sub = join_parts(subtitle, f"4D: {dims([nx.size, ny.size])} positions of "
-                          f"{dims([qx.size, qy.size])}")
+                               f"{dims([qx.size, qy.size])}")
     canvas, draw = new_canvas("L", title, sub)
     half = (SIZE - 12) // 2
     top = HEADER + (SIZE - HEADER - half - 20) // 2 + 20  # captions and panels centred
