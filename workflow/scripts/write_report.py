@@ -42,7 +42,7 @@ def previous_rows(document: bytes | None) -> list[dict]:
         return []  # unreadable: every file it listed was planned again, so its rows come back
 
 
-def publish(source: Location, target: Location, new: list[dict], run: dict) -> dict:
+def merge_into_report(source: Location, target: Location, new: list[dict], run: dict) -> dict:
     """Merge ``new`` into the report under ``target`` and write it; returns the document."""
     for _ in range(ATTEMPTS):
         old, generation = store.read(target, report.REPORT_JSON)
@@ -67,7 +67,7 @@ def main(smk) -> None:
            "failures": [{"name": r["name"], "error": r["error"]} for r in new if not r["ok"]],
            "skipped": plan.get("skipped", {})}
     try:
-        document = publish(source, target, new, run)
+        document = merge_into_report(source, target, new, run)
     except store.StoreError as exc:  # the message says what to do; a traceback would not
         raise SystemExit(f"the report was not written: {exc}") from None
     with open(smk.log[0], "w") as log:
