@@ -351,7 +351,7 @@ def _unprovided(names: list[str], local: set[str]) -> list[str]:
 
 
 SOURCES = sorted((ROOT / "book" / "notebooks").glob("*.md")) + sorted(
-    (ROOT / "workflow" / "scripts").glob("*.py"))
+    (ROOT / "workflow" / "scripts").rglob("*.py"))  # the rules' scripts and their package
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=[str(s.relative_to(ROOT)) for s in SOURCES])

@@ -283,6 +283,20 @@ def test_a_batch_rides_out_transient_storage_errors(emulator, gcs, bucket: str,
 
 
 # -- the Snakefile --------------------------------------------------------------------------------
+def test_planning_imports_neither_numpy_nor_pillow() -> None:
+    """The Snakefile's own imports of the job's library, run alone: planning (while Snakemake reads
+    the Snakefile) must not pay for the renderer's numpy and Pillow."""
+    imports = re.findall(r"^(from thumbnails\S* import [^#\n]+?)\s+#", SNAKEFILE.read_text(), re.M)
+    assert any("thumbnails.plan" in line for line in imports), imports
+    code = "\n".join([*imports, "import sys",
+                      "print(sorted(m for m in ('numpy', 'PIL') if m in sys.modules))"])
+    # started in the scripts folder, as Snakemake's scripts are: `python -c` imports from there
+    proc = subprocess.run([sys.executable, "-c", code], cwd=WORKFLOW / "scripts",
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", f"planning imported {proc.stdout.strip()}"
+
+
 @pytest.fixture
 def folders(tmp_path: Path) -> Path:
     (tmp_path / "in" / "a").mkdir(parents=True)
