@@ -18,10 +18,7 @@ from pathlib import Path
 
 import pytest
 
-import jobstore  # noqa: E402
-import previews  # noqa: E402
-import render_batch  # noqa: E402
-from jobplan import parse_location  # noqa: E402
+import render_batch
 from microscopy_notebook.cloud import samples
 from tests.workflow.jobrun import (
     LOCAL,
@@ -34,6 +31,9 @@ from tests.workflow.jobrun import (
     summary,
     wait_all,
 )
+from thumbnails import store
+from thumbnails.locations import parse_location
+from thumbnails.preview import make_preview
 
 GOOD = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
 UNREACHABLE = "could not reach Cloud Storage"
@@ -94,13 +94,13 @@ def test_a_lost_upload_answer_is_checked_then_taken_as_done(emulator, gcs, stora
     """The server commits a preview and the answer is lost: the client retries with
     ifGenerationMatch=0 and gets 412. The job then finds its own bytes there: done, one object.
     Another object at that name would be kept and reported instead."""
-    jobstore.client.cache_clear()  # a client made under the emulator's settings
+    store.client.cache_clear()  # a client made under the emulator's settings
     bucket = new_bucket(gcs, "lost")
     target = parse_location(f"gs://{bucket}/previews", "output")
-    png = previews.make_preview(sample_dir / "eds/example1.msa", "eds/example1.msa").png
+    png = make_preview(sample_dir / "eds/example1.msa", "eds/example1.msa").png
     created: list[bool] = []
-    real_create = jobstore.create
-    monkeypatch.setattr(jobstore, "create", lambda *a: created.append(real_create(*a)) or
+    real_create = store.create
+    monkeypatch.setattr(store, "create", lambda *a: created.append(real_create(*a)) or
                         created[-1])
     lost = emulator.faults.add(is_upload, "drop-after", times=1)
     assert render_batch.write(target, "eds/example1.msa", png)  # in place: done
@@ -140,7 +140,7 @@ def test_transient_errors_and_a_lost_upload_answer_change_nothing(
     made = check_previews(gcs, bucket, "previews/")  # whole PNGs, md5 as stored, nothing else
     assert sorted(made) == sorted(f"{name}.png" for name in GOOD)
     for name in GOOD:  # byte for byte what a clean render of the same file gives
-        assert made[f"{name}.png"] == previews.make_preview(sample_dir / name, name).png, name
+        assert made[f"{name}.png"] == make_preview(sample_dir / name, name).png, name
     report = json.loads(gcs.bucket(bucket).blob("previews/report.json").download_as_bytes())
     assert sorted(r["name"] for r in report["files"]) == sorted(GOOD)
     assert all(r["ok"] for r in report["files"])

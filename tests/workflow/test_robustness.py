@@ -20,9 +20,7 @@ import numpy as np
 import pytest
 import tifffile
 
-import jobplan  # noqa: E402
-import previews  # noqa: E402
-import render_batch  # noqa: E402
+import render_batch
 from microscopy_notebook.cloud import pinned, samples
 from tests.workflow.jobrun import (
     LOCAL,
@@ -34,6 +32,9 @@ from tests.workflow.jobrun import (
     sources_unchanged,
     summary,
 )
+from thumbnails import formats, locations
+from thumbnails.plan import make_plan, skipped_files, skipped_note
+from thumbnails.report import summary_line
 
 GOOD = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
 LARGE = "large/8k float32.tif"  # 8192 x 8192 float32: 256 MiB
@@ -215,16 +216,16 @@ def test_bad_and_odd_files_in_one_run(emulator, gcs, storage_env, sample_dir: Pa
 def test_skipped_files_are_counted_by_type_and_companions_are_not_skipped() -> None:
     names = ["a/x_1.ser", "a/x.emi", "b/only.emi", "notes/read me.txt", "c/y.dm3", "README",
              "odd/scan.XYZ"]
-    skipped = jobplan.skipped_files(names, previews.is_previewable, previews.companion_names)
+    skipped = skipped_files(names, formats.is_previewable, formats.companion_names)
     assert skipped == {"files": 4, "types": {".emi": 1, ".txt": 1, ".xyz": 1, "no extension": 1},
                        "examples": ["README", "b/only.emi", "notes/read me.txt", "odd/scan.XYZ"]}
-    line = jobplan.summary_line({"files": 2, "failed": 0, "kept": ["c/y.dm3"], "skipped": skipped})
+    line = summary_line({"files": 2, "failed": 0, "kept": ["c/y.dm3"], "skipped": skipped})
     assert line == ("thumbnail job: all 2 done; 1 preview not written because another object "
                     "already had its name (kept as it was, see the report); 4 files skipped: not "
                     "a type the job previews (.emi 1, .txt 1, .xyz 1, no extension 1)")
     many = {"files": 9, "types": {f".x{i}": 1 for i in range(6)} | {".txt": 3}}
-    assert jobplan.skipped_note(many).endswith("(.txt 3, .x0 1, .x1 1, .x2 1, .x3 1 and 2 more "
-                                               "types)")
+    assert skipped_note(many).endswith("(.txt 3, .x0 1, .x1 1, .x2 1, .x3 1 and 2 more "
+                                       "types)")
 
 
 def test_local_output_keeps_a_foreign_file_and_knows_its_own(sample_dir: Path,
@@ -237,10 +238,10 @@ def test_local_output_keeps_a_foreign_file_and_knows_its_own(sample_dir: Path,
         (source / name).write_bytes((sample_dir / name).read_bytes())
     (out / "dm3").mkdir(parents=True)
     (out / "dm3" / "multi_signal.dm3.png").write_bytes(b"my own file")
-    src, dst = jobplan.parse_location(str(source), "input"), jobplan.parse_location(str(out),
-                                                                                   "output")
-    plan = jobplan.make_plan(src, dst, ["dm3/multi_signal.dm3", "eds/example1.msa"], [], [],
-                             previews.is_previewable, previews.companion_names, batch_size=10)
+    src = locations.parse_location(str(source), "input")
+    dst = locations.parse_location(str(out), "output")
+    plan = make_plan(src, dst, ["dm3/multi_signal.dm3", "eds/example1.msa"], [], [],
+                     formats.is_previewable, formats.companion_names, batch_size=10)
     (batch,) = plan.batches
     for _ in range(2):  # the second time every preview is already there
         results = render_batch.render_batch(plan.manifest(batch), progress=io.StringIO())

@@ -10,8 +10,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import jobplan
-import jobstore
+from thumbnails import report, store
+from thumbnails.locations import Location, parse_location
 
 ATTEMPTS = 5  # merges retried when another run wrote the report in between
 
@@ -42,38 +42,38 @@ def previous_rows(document: bytes | None) -> list[dict]:
         return []  # unreadable: every file it listed was planned again, so its rows come back
 
 
-def publish(source: jobplan.Location, target: jobplan.Location, new: list[dict], run: dict) -> dict:
+def merge_into_report(source: Location, target: Location, new: list[dict], run: dict) -> dict:
     """Merge ``new`` into the report under ``target`` and write it; returns the document."""
     for _ in range(ATTEMPTS):
-        old, generation = jobstore.read(target, jobplan.REPORT_JSON)
-        rows = jobplan.merge_rows(previous_rows(old), new)
+        old, generation = store.read(target, report.REPORT_JSON)
+        rows = report.merge_rows(previous_rows(old), new)
         updated = datetime.now(UTC).isoformat(timespec="seconds")
-        document = jobplan.report_document(source, target, rows, run, updated)
-        if jobstore.replace(target, jobplan.REPORT_JSON, jobplan.report_json(document),
-                            "application/json", generation):
-            jobstore.replace(target, jobplan.REPORT_CSV, jobplan.report_csv(rows),
-                             "text/csv; charset=utf-8")
+        document = report.report_document(source, target, rows, run, updated)
+        if store.replace(target, report.REPORT_JSON, report.report_json(document),
+                         "application/json", generation):
+            store.replace(target, report.REPORT_CSV, report.report_csv(rows),
+                          "text/csv; charset=utf-8")
             return document
-    raise RuntimeError(f"{target.child(jobplan.REPORT_JSON)} kept changing while this run "
+    raise RuntimeError(f"{target.child(report.REPORT_JSON)} kept changing while this run "
                        f"merged its rows; run the job again to merge them")
 
 
 def main(smk) -> None:
-    source = jobplan.parse_location(smk.params.input, "input")
-    target = jobplan.parse_location(smk.params.output, "output")
+    source = parse_location(smk.params.input, "input")
+    target = parse_location(smk.params.output, "output")
     new, figures = load_batches(list(smk.input.batches))
     plan = json.loads(Path(smk.input.plan).read_text())
-    run = {"plan": smk.wildcards.plan, **jobplan.summarize(new), **figures,
+    run = {"plan": smk.wildcards.plan, **report.summarize(new), **figures,
            "failures": [{"name": r["name"], "error": r["error"]} for r in new if not r["ok"]],
            "skipped": plan.get("skipped", {})}
     try:
-        document = publish(source, target, new, run)
-    except jobstore.StoreError as exc:  # the message says what to do; a traceback would not
+        document = merge_into_report(source, target, new, run)
+    except store.StoreError as exc:  # the message says what to do; a traceback would not
         raise SystemExit(f"the report was not written: {exc}") from None
     with open(smk.log[0], "w") as log:
-        print(f"report: {target.child(jobplan.REPORT_JSON)} ({document['summary']['files']} "
+        print(f"report: {target.child(report.REPORT_JSON)} ({document['summary']['files']} "
               f"files in total)", file=log)
-        print(jobplan.summary_line(run), file=log)
+        print(report.summary_line(run), file=log)
     Path(smk.output.run).write_text(json.dumps(run, indent=1, ensure_ascii=False) + "\n")
 
 

@@ -18,9 +18,9 @@ OUT_BUCKET = "nexuslims_example-bench-out"
 # -- the file set ---------------------------------------------------------------------------------
 def file_set(n: int) -> tuple[list[str], dict[str, list[str]]]:
     """``n`` previewable object names cycling through the samples, and each one's companions."""
-    import previews  # the job's library: on the path by the editable install
+    from thumbnails import formats  # the job's library: installed editable, like ours
 
-    kinds = [s.name for s in samples.SAMPLES if previews.is_previewable(s.name)]
+    kinds = [s.name for s in samples.SAMPLES if formats.is_previewable(s.name)]
     names, companions = [], {}
     for i in range(n):
         base = kinds[i % len(kinds)]
@@ -28,7 +28,7 @@ def file_set(n: int) -> tuple[list[str], dict[str, list[str]]]:
         name = f"copy{i // len(kinds):05d}/{folder}/{leaf}"
         names.append(name)
         copy = f"copy{i // len(kinds):05d}"
-        companions[name] = [f"{copy}/{c}" for c in previews.companion_names(base)]
+        companions[name] = [f"{copy}/{c}" for c in formats.companion_names(base)]
     return sorted(names), companions  # listing order: the job's max_files takes these first
 
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from jobplan import Location
+from .locations import Location
 
 # Transient errors (429, 5xx, resets, timeouts) are retried with backoff; no attempt starts after
 # RETRY_SECONDS. An attempt may take CONNECT_TIMEOUT to connect and READ_TIMEOUT between bytes, so
