@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import importlib
 import io
+import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 import tracemalloc
 import zipfile
@@ -522,3 +525,53 @@ def test_render_times(sample_dir: Path, capsys: pytest.CaptureFixture):
                     f"{sorted(times)[2]:.1f})")
     with capsys.disabled():
         print("\npreview render times, per file:\n" + "\n".join(rows))
+
+
+# -- start-up: a batch imports what its files need ------------------------------------------------
+EAGER_ONLY = """
+import json, sys
+from pathlib import Path
+from thumbnails.preview import make_preview
+for path in sys.argv[1:]:
+    p = make_preview(Path(path))
+    assert p.ok, (path, p.error)
+print(json.dumps(sorted(m for m in ("dask", "dask.array", "sparse", "numba") if m in sys.modules)))
+"""
+
+
+def test_files_read_whole_import_no_dask_sparse_or_numba(sample_dir: Path) -> None:
+    """The DigitalMicrograph reader imports dask.array (and sparse, numba) for its lazy mode;
+    small files are read whole, so a fresh batch process of them never pays for that import."""
+    files = [str(sample_dir / s) for s in ("dm3/multi_signal.dm3", "dm4/EELS_SI.dm4",
+                                           "sem/Zeiss_SEM_512pix.tif", "eds/example1.msa",
+                                           "tia/128x128-TEM_search_1.ser")]
+    proc = subprocess.run([sys.executable, "-c", EAGER_ONLY, *files], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == []
+
+
+WHOLE_THEN_LAZY = """
+import json, sys
+from pathlib import Path
+from thumbnails import signals
+from thumbnails.preview import make_preview
+whole = make_preview(Path(sys.argv[1]))
+before = "dask.array" in sys.modules
+signals.LAZY_BYTES = 0
+lazily = make_preview(Path(sys.argv[1]))
+print(json.dumps({"same": lazily.ok and lazily.png == whole.png, "dask_before": before,
+                  "dask_after": "dask.array" in sys.modules,
+                  "real": hasattr(sys.modules["rsciio.utils._distributed"], "__file__")}))
+"""
+
+
+def test_a_lazy_dm_read_still_gets_the_real_memmap_distributed(sample_dir: Path) -> None:
+    """Above LAZY_BYTES the same reader reads lazily: the stand-in hands over to rosettasciio's
+    own function (dask and all), and the preview is the one the whole read made."""
+    proc = subprocess.run([sys.executable, "-c", WHOLE_THEN_LAZY,
+                           str(sample_dir / "dm4" / "EELS_SI.dm4")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == {
+        "same": True, "dask_before": False, "dask_after": True, "real": True}
