@@ -156,19 +156,40 @@ def test_max_files_limits_the_run_not_the_count() -> None:
 
 
 # -- the report -----------------------------------------------------------------------------------
-def test_report_merges_runs_and_counts_failures() -> None:
+def test_the_summary_adds_new_records_and_keeps_kept_names() -> None:
     src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
-    old = [report.row(src, dst, "a.dm3", ok=False, error="truncated"),
-           report.row(src, dst, "b.dm3", ok=True, kind="image")]
-    new = [report.row(src, dst, "a.dm3", ok=True, kind="spectrum")]
-    rows = report.merge_rows(old, new)
-    assert [(r["name"], r["ok"]) for r in rows] == [("a.dm3", True), ("b.dm3", True)]
-    assert rows[0]["preview"] == "gs://bkt/out/a.dm3.png"
-    assert report.summary_line(report.summarize(rows)) == "thumbnail job: all 2 done"
-    assert "done with 1 failure" in report.summary_line(report.summarize(old))
-    csv_text = report.report_csv(rows).decode()
-    assert csv_text.splitlines()[0] == ",".join(report.REPORT_COLUMNS)
-    assert list(report.reported_names(b"not json")) == []
+    first = {"batch": "a" * 16, "kept": ["c.dm3"],
+             "rows": [report.row(src, dst, "a.dm3", ok=False, error="truncated"),
+                      report.row(src, dst, "b.dm3", ok=True, kind="image"),
+                      report.row(src, dst, "c.dm3", ok=True, kind="image")]}
+    one = report.next_summary(report.parse_summary(None), src, dst, [first], {"plan": "p1"}, "t1")
+    assert one["summary"] == {"files": 3, "ok": 2, "failed": 1}
+    assert (one["records"], one["kept"], one["rows"]) == (["a" * 16], ["c.dm3"], "report.csv")
+    second = {"batch": "b" * 16, "kept": [],
+              "rows": [report.row(src, dst, "d.dm3", ok=True, kind="spectrum")]}
+    two = report.next_summary(report.parse_summary(report.report_json(one)), src, dst, [second],
+                              {"plan": "p2"}, "t2")
+    assert two["summary"] == {"files": 4, "ok": 3, "failed": 1}
+    assert two["records"] == ["a" * 16, "b" * 16] and two["last_run"] == {"plan": "p2"}
+    assert report.parse_summary(b"not json")["records"] == []  # a damaged summary: start again
+    lines = report.csv_rows(first["rows"]).decode().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("a.dm3,gs://bkt/raw/a.dm3,gs://bkt/out/a.dm3")
+    assert report.csv_header().decode().strip() == ",".join(report.REPORT_COLUMNS)
+    assert report.summary_line(one["summary"]).startswith("thumbnail job: done with 1 failure")
+
+
+def test_reported_means_a_preview_written_by_a_recorded_batch_or_kept() -> None:
+    listing = {"a.dm3.png": "1" * 16, "b.dm3.png": "2" * 16, "c.dm3.png": None,
+               "d.dm3.png": None, f"report/batches/{'1' * 16}.json": None, "report.json": None}
+    # b's batch left no record (killed): redone; c is someone else's object, reported as kept.
+    assert report.reported_names(listing, ["c.dm3"]) == {"a.dm3", "c.dm3"}
+    # a local folder: no metadata, the records name their files
+    local = {k: None for k in listing}
+    assert report.reported_names(local, [], lambda batch: ["a.dm3", "b.dm3", "z.dm3"]) == {
+        "a.dm3", "b.dm3"}
+    assert report.names_in_record(b"{broken") == []
+    assert report.batch_of_record(f"report/batches/{'1' * 16}.json") == "1" * 16
+    assert report.batch_of_record("x/report/batches/1.json") is None
 
 
 def test_manifests_are_written_per_batch(tmp_path: Path) -> None:
@@ -220,6 +241,33 @@ def test_gcs_lost_upload_response_is_not_a_duplicate(emulator, gcs, bucket: str)
     assert fault.hits == 1
     assert [b.name for b in gcs.list_blobs(bucket)] == ["out/x.dm3.png"]
     assert gcs.bucket(bucket).blob("out/x.dm3.png").download_as_bytes() == b"preview"
+
+
+def test_gcs_previews_carry_their_batch_and_a_killed_batch_s_are_relabelled(
+        gcs, bucket: str) -> None:
+    store.client.cache_clear()
+    loc = parse_location(f"gs://{bucket}/out", "output")
+    assert store.create(loc, "x.dm3.png", b"png", "image/png", batch="1" * 16)
+    gcs.bucket(bucket).blob("out/y.dm3.png").upload_from_string(b"png")  # same bytes, not ours
+    assert dict(store.list_output(loc)) == {"x.dm3.png": "1" * 16, "y.dm3.png": None}
+    generation = gcs.bucket(bucket).get_blob("out/x.dm3.png").generation
+    assert store.matches(loc, "x.dm3.png", b"png", batch="2" * 16)  # ours: the new batch reports it
+    blob = gcs.bucket(bucket).get_blob("out/x.dm3.png")
+    assert (blob.generation, blob.metadata) == (generation, {store.BATCH_KEY: "2" * 16})
+    assert not store.matches(loc, "x.dm3.png", b"other", batch="2" * 16)
+    assert not store.matches(loc, "y.dm3.png", b"png", batch="2" * 16)  # someone else's: kept
+    assert gcs.bucket(bucket).get_blob("out/y.dm3.png").metadata is None
+
+
+@pytest.mark.parametrize("where", ["gs", "file"])
+def test_append_writes_only_what_it_adds(gcs, bucket: str, tmp_path: Path, where: str) -> None:
+    store.client.cache_clear()
+    loc = parse_location(f"gs://{bucket}/out" if where == "gs" else str(tmp_path / "out"),
+                         "output")
+    store.append(loc, "report.csv", b"1\n", b"head\n", "text/csv")
+    store.append(loc, "report.csv", b"2\n3\n", b"head\n", "text/csv")
+    assert store.read(loc, "report.csv")[0] == b"head\n1\n2\n3\n"
+    assert list(store.list_names(loc)) == ["report.csv"]  # no part object or temp file left
 
 
 def test_missing_bucket_is_a_clear_message(storage_env) -> None:
@@ -278,7 +326,8 @@ def test_a_batch_rides_out_transient_storage_errors(emulator, gcs, bucket: str,
     assert (downloads.hits, uploads.hits) == (3, 2)
     assert results["failed"] == 0 and results["files"] == 4
     made = sorted(b.name for b in gcs.list_blobs(bucket, prefix="out/"))
-    assert made == sorted(f"out/{n}.png" for n in names if not n.endswith(".emi"))
+    assert made == sorted([*(f"out/{n}.png" for n in names if not n.endswith(".emi")),
+                           f"out/report/batches/{batch}.json"])  # and the batch's record
 
 
 # -- the Snakefile --------------------------------------------------------------------------------

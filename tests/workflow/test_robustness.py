@@ -28,6 +28,7 @@ from tests.workflow.jobrun import (
     new_bucket,
     objects,
     png_size,
+    report_of,
     snakemake,
     sources_unchanged,
     summary,
@@ -162,8 +163,7 @@ def test_bad_and_odd_files_in_one_run(emulator, gcs, storage_env, sample_dir: Pa
                               f"({done} of {total} previews made")
     assert "Traceback" not in run.stdout + run.stderr
 
-    report = json.loads(out.blob("previews/report.json").download_as_bytes())
-    rows = {r["name"]: r for r in report["files"]}
+    report, rows = report_of(gcs, bucket, "previews/")
     assert sorted(rows) == sorted([*GOOD, *EXTRA_GOOD, *BAD])
     assert report["summary"] == {"files": total, "ok": done, "failed": failures}
     assert report["last_run"]["failed"] == failures
@@ -189,11 +189,13 @@ def test_bad_and_odd_files_in_one_run(emulator, gcs, storage_env, sample_dir: Pa
 
     # Every preview was sent with ifGenerationMatch=0 ("only if absent"), and fake-gcs-server,
     # which enforces it, refused the one whose name was taken: that object is unchanged (checked
-    # above), and the report and the closing line say so. Only report.csv is sent without a
-    # precondition (it is rewritten whole each run; report.json carries the generation it read).
+    # above), and the report and the closing line say so. So were each batch's record and, on
+    # this first run, report.csv and report.json: every upload carries a precondition.
     print("\n".join(uploads))
-    assert sum("ifGenerationMatch=0" in p for p in uploads) == len(rows) + 1  # + report.json
-    assert sum("ifGenerationMatch" not in p for p in uploads) == 1
+    records = len(list(gcs.list_blobs(bucket, prefix="previews/report/batches/")))
+    assert records == len(report["records"]) >= 1
+    assert sum("ifGenerationMatch=0" in p for p in uploads) == len(rows) + records + 2
+    assert all("ifGenerationMatch" in p for p in uploads)
     assert rows[KEPT]["ok"] and rows[KEPT]["shown"].endswith(f"({render_batch.KEPT})")
     assert report["last_run"]["kept"] == [KEPT]
     assert "1 preview not written because another object already had its name" in closing
@@ -208,7 +210,7 @@ def test_bad_and_odd_files_in_one_run(emulator, gcs, storage_env, sample_dir: Pa
     print(f"peak memory of the largest render process: {peak} MiB")
     assert 50 < peak < 1536
     csv_rows = list(csv.DictReader(io.StringIO(out.blob("previews/report.csv").download_as_text())))
-    assert {r["name"] for r in csv_rows} == set(rows)
+    assert sorted(r["name"] for r in csv_rows) == sorted(rows)  # one row each: a first run
     assert png_size(previews_made[f"{NON_ASCII}.png"]) == (500, 500)
 
 

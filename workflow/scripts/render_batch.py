@@ -78,13 +78,13 @@ def render(renderer, source: Location, target: Location, name: str,
     return row, preview.png
 
 
-def write(target: Location, name: str, png: bytes) -> bool:
-    """True when the preview is in place: written now, or found there with the same bytes (a
-    retry whose first answer was lost, a rerun). False when another object held its name: that
-    object is kept as it is, never overwritten."""
+def write(target: Location, name: str, png: bytes, batch: str) -> bool:
+    """True when the preview is in place: written now by ``batch``, or found there with the same
+    bytes as this job's own (a retry whose first answer was lost, a rerun after a killed batch).
+    False when another object held its name: that object is kept as it is, never overwritten."""
     preview = preview_name(name)
-    return (store.create(target, preview, png, "image/png")
-            or store.matches(target, preview, png))
+    return (store.create(target, preview, png, "image/png", batch=batch)
+            or store.matches(target, preview, png, batch=batch))
 
 
 def note_kept(row: dict) -> None:
@@ -172,7 +172,7 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
                 shutil.rmtree(Path(tmp) / str(i), ignore_errors=True)
                 if png is not None:
                     uploads.append((row, pool.submit(storage, write, target, item["name"],
-                                                     png)))
+                                                     png, batch)))
                 while len(uploads) > 2 * IO_THREADS:
                     finish_upload()
                 rows.append(row)
@@ -197,9 +197,14 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
     peak = peak_memory_mib()
     say(f"batch {batch}: {len(rows)} files in {seconds:.1f} s, {failed} failed, "
         f"{len(kept)} existing preview(s) kept, peak memory {peak:.0f} MiB", log)
-    return {"batch": batch, "input": source.url, "output": target.url, "rows": rows,
-            "files": len(rows), "failed": failed, "kept": kept, "seconds": round(seconds, 3),
-            "import_seconds": round(imported - start, 3), "peak_memory_mib": round(peak)}
+    results = {"batch": batch, "input": source.url, "output": target.url, "rows": rows,
+               "files": len(rows), "failed": failed, "kept": kept, "seconds": round(seconds, 3),
+               "import_seconds": round(imported - start, 3), "peak_memory_mib": round(peak)}
+    # The batch's record, once all its previews are in place: from now on its files count as
+    # reported, even if this run is killed before its report step (see thumbnails.report).
+    store.create(target, report.record_name(batch), report.report_json(results),
+                 "application/json")
+    return results
 
 
 def main(smk) -> None:

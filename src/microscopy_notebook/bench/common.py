@@ -51,6 +51,30 @@ def _same_fs(a: Path, b: Path) -> bool:
     return a.stat().st_dev == b.stat().st_dev
 
 
+# -- where it was measured -------------------------------------------------------------------------
+def machine() -> dict:
+    """The facts a figure needs beside it: when, on what, with which versions, and whether the
+    environment's modules were compiled to bytecode (as a user's install is) or not."""
+    import datetime
+    import importlib.metadata
+    import platform
+    import sysconfig
+
+    memory = 0
+    with open("/proc/meminfo") as info:
+        for line in info:
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) // 1024
+    site = Path(sysconfig.get_paths()["purelib"])
+    snakemake_init = site / "snakemake" / "__init__.py"
+    compiled = any((snakemake_init.parent / "__pycache__").glob("__init__.*.pyc"))
+    return {"date": datetime.date.today().isoformat(), "cores": os.cpu_count(),
+            "memory_mib": memory, "platform": platform.platform(terse=True),
+            "python": platform.python_version(),
+            "snakemake": importlib.metadata.version("snakemake"),
+            "bytecode_compiled": compiled}
+
+
 # -- measuring ----------------------------------------------------------------------------------
 def measured(cmd: list[str], env: dict[str, str], cwd: Path) -> dict:
     """Wall time and the peak RSS (MiB) of the largest process ``cmd`` started."""

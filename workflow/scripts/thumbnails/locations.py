@@ -44,6 +44,11 @@ class Location:
         """Where the object ``name`` (relative to this location) lives, as a URL or a path."""
         return f"{self.url.rstrip('/')}/{name}"
 
+    def under(self, name: str) -> Location:
+        """The location of the folder (prefix) ``name`` under this one."""
+        return Location(self.scheme, self.bucket, self.key(name) if self.scheme == "file" else
+                        (f"{self.path}/{name}" if self.path else name))
+
     def key(self, name: str) -> str:
         """The object name in the bucket (gs) or the absolute path (file) of ``name``."""
         if self.scheme == "gs":
