@@ -26,10 +26,10 @@ from microscopy_notebook.paths import ROOT
 CHAPTERS = sorted((ROOT / "book").glob("chapters/*.md")) + [ROOT / "book" / "intro.md"]
 LOGIN_CLASS = "needs-google-login"
 ENGINE_CLASS = "needs-container-engine"  # checked: each line is a session of our noxfile
-# Directives that may appear in chapters. Code a reader sees is either run here (bash), checked
-# here (needs-google-login), or included from a tested file (literalinclude): never pasted.
-ALLOWED_DIRECTIVES = {"{important}", "{warning}", "{note}", "{tip}", "{literalinclude}",
-                      "{package-table}", "{figure}", "{image}", "{admonition}",
+# Directives that may appear in chapters. Code a reader sees is either run here (bash) or by the
+# build (terminal), checked here (needs-google-login), or included from a tested file.
+ALLOWED_DIRECTIVES = {"{terminal}", "{important}", "{warning}", "{note}", "{tip}",
+                      "{literalinclude}", "{package-table}", "{figure}", "{image}", "{admonition}",
                       "{nb-exec-table}"}  # a table the build fills in; no code
 
 
