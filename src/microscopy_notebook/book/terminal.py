@@ -13,6 +13,10 @@ the files and variables of an earlier one, as in one terminal session. The first
 may start the scratch folder as a copy of a folder of the book (``:copy: ../examples/first-job``,
 relative to the page), for pages whose commands run in a folder of files the page shows.
 
+Like the notebooks (``execute_notebooks: cache``), a page's commands run again when they change,
+or a file the first block copies does (`inputs_key`): a rebuild with nothing changed runs none,
+and a clean build (``nox -s publish``, CI) runs them all.
+
 A failing command is an error of the build, which ``-W`` turns into a failed build; so is a path
 of the build machine (the checkout, the home folder, a temporary folder) in what a command
 printed. Two paths are rewritten: the scratch folder's own, shown as ``.`` (it is the folder the
@@ -27,6 +31,7 @@ use to run a page's commands against an emulator of their own.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
 import shutil
@@ -70,6 +75,30 @@ def blocks(text: str) -> list[Block]:
             lines.pop(0)
         found.append(Block(options, "\n".join(lines).strip("\n")))
     return found
+
+
+def _copied(page: Path, found: list[Block]) -> Path | None:
+    if found and "copy" in found[0].options:
+        return page.parent / found[0].options["copy"].partition(" ")[0]
+    return None
+
+
+def inputs_key(page: Path) -> str:
+    """What a page's commands depend on: the blocks (code and options) and the files the first
+    block copies. When it changes, the page is read again and its commands run again."""
+    found = blocks(page.read_text())
+    digest = hashlib.sha256()
+    for block in found:
+        digest.update(repr(sorted(block.options.items())).encode())
+        digest.update(block.code.encode() + b"\0")
+    folder = _copied(page, found)
+    if folder is not None and folder.is_dir():
+        for path in sorted(folder.rglob("*")):
+            parts = set(path.relative_to(folder).parts)
+            if path.is_file() and not parts & {"__pycache__", ".snakemake", "results"}:
+                digest.update(str(path.relative_to(folder)).encode() + b"\0")
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def scratch(page: Path, found: list[Block]) -> Path:
@@ -171,6 +200,7 @@ class Terminal(SphinxDirective):
                              location=(self.env.docname, None))
             data["terminal_run"], data["terminal_next"] = result, 0
             data["terminal_images"] = images
+            _keys(self.env)[self.env.docname] = inputs_key(source)
         result, index = data["terminal_run"], data["terminal_next"]
         data["terminal_next"] = index + 1
         code = "\n".join(line for line in self.content if not re.match(r"^:\w[\w-]*:", line))
@@ -190,14 +220,36 @@ class Terminal(SphinxDirective):
         return [box]
 
 
-def _always_run(app: Sphinx, env, added: set, changed: set, removed: set) -> list[str]:
-    """Pages with commands are read again at every build: what they show is always what their
-    commands printed in this build, against this build's storage server."""
-    return [doc for doc in env.found_docs if doc not in added | changed
-            and "{" + DIRECTIVE + "}" in Path(env.doc2path(doc)).read_text()]
+def _keys(env) -> dict[str, str]:
+    """docname -> `inputs_key` of the commands whose output the page holds (kept with the
+    build's environment, like the rest of what Sphinx knows about a page)."""
+    if not hasattr(env, "terminal_keys"):
+        env.terminal_keys = {}
+    return env.terminal_keys
+
+
+def _changed_commands(app: Sphinx, env, added: set, changed: set, removed: set) -> list[str]:
+    """Pages whose commands, or the files they copy, changed since their output was made."""
+    keys = _keys(env)
+    stale = []
+    for doc in env.found_docs - added - changed:
+        source = Path(env.doc2path(doc))
+        if "{" + DIRECTIVE + "}" in source.read_text() and keys.get(doc) != inputs_key(source):
+            stale.append(doc)
+    return stale
+
+
+def _purge(app: Sphinx, env, docname: str) -> None:
+    _keys(env).pop(docname, None)
+
+
+def _merge(app: Sphinx, env, docnames: set, other) -> None:
+    _keys(env).update({d: k for d, k in _keys(other).items() if d in docnames})
 
 
 def setup(app: Sphinx) -> dict:
     app.add_directive(DIRECTIVE, Terminal)
-    app.connect("env-get-outdated", _always_run)
+    app.connect("env-get-outdated", _changed_commands)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
