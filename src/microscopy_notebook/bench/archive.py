@@ -163,7 +163,7 @@ def latency(env: dict[str, str], work: Path) -> float:
 
 
 def _archive(n: int, tmp: Path) -> tuple[Emulator, dict[str, str], dict]:
-    data = tmp / f"data-{n}"
+    data = tmp / f"data-{n}-{uuid.uuid4().hex[:6]}"
     print(f"seeding an archive of {n} objects", flush=True)
     seed_input(data, n)
     emu = Emulator(data=data).start()
