@@ -47,31 +47,32 @@ def _git(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> str
                           text=True).stdout.strip()
 
 
-def snapshot_commit() -> str:
-    """A commit of the checkout's files as they are now, made without touching its index or refs.
+def origin(parent: Path, branch: str) -> Path:
+    """A bare repository ``parent/microscopy-notebook`` whose ``branch`` is the checkout as it is.
 
     A clone of HEAD would test the last commit, not the notebook being edited; so the work tree
     is added to a copy of the index (``git add -A`` honours .gitignore) and written as a commit
-    object. Nothing points at it: ``git gc`` removes it in time.
+    whose parent is HEAD. The new objects go to a throwaway object folder (the checkout's own
+    are read through it), so the checkout's index, refs and .git are left as they were.
     """
+    bare = parent / REPO_NAME
+    _git("init", "--quiet", "--bare", str(bare))
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(tmp) / "index"
         real_index = Path(_git("rev-parse", "--path-format=absolute", "--git-path", "index"))
         if real_index.exists():
             shutil.copy(real_index, index)  # only what changed is hashed again
+        objects = _git("rev-parse", "--path-format=absolute", "--git-path", "objects")
+        (Path(tmp) / "objects").mkdir()  # git takes a missing one for "not a repository"
         env = {**os.environ, "GIT_INDEX_FILE": str(index),
+               "GIT_OBJECT_DIRECTORY": str(Path(tmp) / "objects"),
+               "GIT_ALTERNATE_OBJECT_DIRECTORIES": objects,
                "GIT_AUTHOR_NAME": "tests", "GIT_AUTHOR_EMAIL": "tests@localhost",
                "GIT_COMMITTER_NAME": "tests", "GIT_COMMITTER_EMAIL": "tests@localhost"}
         _git("add", "-A", env=env)
         tree = _git("write-tree", env=env)
-        return _git("commit-tree", tree, "-p", "HEAD", "-m", "the checkout under test", env=env)
-
-
-def origin(parent: Path, branch: str) -> Path:
-    """A bare repository ``parent/microscopy-notebook``; its ``branch``: the checkout as it is."""
-    bare = parent / REPO_NAME
-    _git("init", "--quiet", "--bare", str(bare))
-    _git("push", "--quiet", str(bare), f"{snapshot_commit()}:refs/heads/{branch}")
+        commit = _git("commit-tree", tree, "-p", "HEAD", "-m", "the checkout under test", env=env)
+        _git("push", "--quiet", str(bare), f"{commit}:refs/heads/{branch}", env=env)
     _git("symbolic-ref", "HEAD", f"refs/heads/{branch}", cwd=bare)
     return bare
 
