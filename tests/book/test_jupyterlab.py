@@ -309,6 +309,23 @@ def test_a_cell_error_is_seen(lab: Lab, browser: Browser) -> None:
         lab.close_sessions()
 
 
+def test_a_write_in_the_reader_s_folders_is_seen(tmp_path: Path) -> None:
+    """The home's before/after comparison with the allowances the tutorials get."""
+    home = tmp_path / "home"
+    notebooks = home / REPO_NAME / "book" / "notebooks"
+    notebooks.mkdir(parents=True)
+    (notebooks / "scaling.md").write_text("as cloned\n")
+    before = Files.of(home)
+    (home / ".ipython" / "profile_default").mkdir(parents=True)
+    (home / ".ipython" / "profile_default" / "history.sqlite").write_bytes(b"kept by IPython")
+    (notebooks / "preview.png").write_bytes(b"a figure saved beside the tutorial")
+    (notebooks / "scaling.md").write_text("changed by a cell\n")
+    (home / "results.csv").write_text("a file in the home\n")
+    written = [c for c in Files.of(home).changed_since(before) if not _allowed(c)]
+    assert written == [f"+ {REPO_NAME}/book/notebooks/preview.png",
+                       f"~ {REPO_NAME}/book/notebooks/scaling.md", "+ results.csv"]
+
+
 def test_without_the_image_settings_a_tutorial_opens_as_text(
         tmp_path: Path, storage: Emulator, clone: Path, browser: Browser) -> None:
     """What overrides.json is for: without it, double-clicking a .md opens the text editor."""
