@@ -183,13 +183,20 @@ class Lab:
         self._proc = subprocess.Popen(command, cwd=self.home, env=self._environment(),
                                       stdout=self._log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
-        deadline = time.monotonic() + 60
+        try:
+            self._wait_ready(deadline=time.monotonic() + 60)
+        except BaseException:
+            self.stop()  # a server that never answered is not left running
+            raise
+        return self
+
+    def _wait_ready(self, deadline: float) -> None:
         while True:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"jupyterlab exited:\n{self.log()}")
             try:
                 self.api("GET", "/api/status")
-                return self
+                return
             except OSError:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"jupyterlab did not answer:\n{self.log()}") from None
