@@ -38,6 +38,11 @@ OUTPUTS = "/cells/*/outputs"
 VOLATILE = (
     # Scratch folders come from tempfile.mkdtemp: a new random name at every run.
     (OUTPUTS, r"(?:/[^\s/]+)*/(storage-demo|thumbnail-job)-[A-Za-z0-9_]{8}", r"<TMP>/\1"),
+    # The storage tutorial uploads under a folder named after the run's time and a random id,
+    # so that it never meets an object of an earlier run; Cloud Storage numbers each upload's
+    # generation anew.
+    (OUTPUTS, r"uploads/\d{8}-\d{6}-[0-9a-f]{6}/", "uploads/<RUN>/"),
+    (OUTPUTS, r"generation \d+", "generation <GENERATION>"),
     # `gcloud storage ls -l` prints each object's creation time: the upload of this run.
     (OUTPUTS, r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<CREATED>"),
     # Transfer and rendering speeds, and durations, depend on the machine and its load.
@@ -156,8 +161,9 @@ def _plant(expected: nbformat.NotebookNode, old: str, new: str) -> nbformat.Note
 # Each planted change sits on a line that is also normalised, so the normalisation is shown to
 # hide only what it names.
 PLANTS = {
-    "notebooks/cloud-storage": ("689992  <", "689993  <"),  # the size, beside the creation time
-    "notebooks/thumbnail-job": (": 4/4 files, 0 failed", ": 4/4 files, 1 failed"),  # beside a rate
+    # the size, beside the upload's generation
+    "notebooks/cloud-storage": ("689992 bytes, generation <", "689993 bytes, generation <"),
+    "notebooks/thumbnail-job": ("files, 0 failed, <RATE>", "files, 1 failed, <RATE>"),  # a rate
 }
 
 
