@@ -47,17 +47,13 @@ def _names(n: int) -> list[str]:
 
 
 def seed_input(data: Path, n: int) -> list[str]:
-    """N tiny objects in a fake-gcs-server ``-data`` folder (one file, hard-linked N times)."""
+    """N tiny objects in a fake-gcs-server ``-data`` folder."""
     names = _names(n)
-    one = data / "tiny.dm3"
-    data.mkdir(parents=True, exist_ok=True)
-    one.write_bytes(TINY)
     for name in names:
         dest = data / BUCKET / "in" / name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.link(one, dest)
-    (data / OUT_BUCKET).mkdir(exist_ok=True)
-    one.unlink()
+        dest.write_bytes(TINY)
+    (data / OUT_BUCKET).mkdir(parents=True, exist_ok=True)
     return names
 
 
