@@ -57,7 +57,10 @@ def tests(session: nox.Session) -> None:
     _install(session, "test")
     _ensure_chromium(session)  # tests/book/test_browser.py drives Debian's chromium
     build_book(session)  # the site tests read what the docs session would publish
-    session.run("pytest", *session.posargs, env={"MNB_BATCH_PYTHON": _batch_python(session)})
+    session.run("pytest",
+                "--numprocesses=3",  # most tests wait on servers, retries and browsers, not CPU
+                "--dist=loadfile",  # a file's tests share its fixtures (a browser, a JupyterLab)
+                *session.posargs, env={"MNB_BATCH_PYTHON": _batch_python(session)})
 
 
 CHROMIUM = Path("/usr/bin/chromium")
