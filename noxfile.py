@@ -57,7 +57,8 @@ def tests(session: nox.Session) -> None:
     _install(session, "test")
     _ensure_chromium(session)  # tests/book/test_browser.py drives Debian's chromium
     build_book(session)  # the site tests read what the docs session would publish
-    session.run("pytest", *session.posargs, env={"MNB_BATCH_PYTHON": _batch_python(session)})
+    session.run("pytest", *session.posargs, env={"MNB_BATCH_PYTHON": _batch_python(session),
+                                                  "MNB_BATCH_TASK_PYTHON": _task_python(session)})
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -130,6 +131,33 @@ def _batch_python(session: nox.Session) -> str:
         session.run("python", "-m", "venv", str(venv), external=True)
     session.run(str(python), "-m", "pip", "install", "--quiet",
                 *nox.project.dependency_groups(PYPROJECT, "batch"), external=True)
+    return str(python)
+
+
+def _task_python(session: nox.Session) -> str:
+    """The venv the tests' Google Batch stand-in runs tasks with, as the image's user (uid 1000).
+
+    That user must be able to run its interpreter: a Python under /root (pyenv, uv's own) will not
+    do, so the venv is made from the first candidate every user can reach.
+    """
+    import shutil
+    import stat
+
+    def reachable(path: Path) -> bool:
+        return all(p.stat().st_mode & stat.S_IXOTH for p in [path, *path.parents])
+
+    venv = ROOT / ".nox" / "batch-task"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        found = (shutil.which(name) for name in ("python3.11", "python3"))
+        candidates = [Path(p).resolve() for p in (*found, "/usr/bin/python3") if p]
+        base = next((c for c in candidates if c.exists() and reachable(c)), None)
+        if base is None:
+            session.error(f"no Python that every user can run among {candidates}: the Batch "
+                          "stand-in runs tasks as uid 1000")
+        session.run("uv", "venv", "--quiet", "--python", str(base), str(venv), external=True)
+    session.run("uv", "pip", "install", "--quiet", "--python", str(python),
+                *nox.project.dependency_groups(PYPROJECT, "batch-task"), external=True)
     return str(python)
 
 
