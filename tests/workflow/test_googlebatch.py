@@ -243,3 +243,42 @@ def test_the_image_name_is_written_once_and_every_reader_agrees() -> None:
     assert "batch-cos" in PROFILE["googlebatch-image-family"]
     assert "software-deployment-method" not in PROFILE
     assert not any(key.startswith("googlebatch-boot-disk") for key in PROFILE)
+
+
+def test_what_a_task_runs_with_is_in_the_image_list_at_versions_it_allows(
+        task_python: str) -> None:
+    """The stand-in's tasks run with the batch-task group: each of its packages must be in
+    image/packages.txt and installed here at a version the list allows, so a task on Batch gets
+    what the tests ran (jsonschema comes with Snakemake, in the image as here)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    from microscopy_notebook.image import packages
+
+    listed = {p.pypi.lower(): p for p in packages.load()}
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
+
+    def expand(name: str) -> list[str]:
+        return [r for item in groups[name]
+                for r in (expand(item["include-group"]) if isinstance(item, dict) else [item])]
+
+    group = expand("batch-task")
+    names = [Requirement(r).name.lower() for r in group]
+    script = ("import importlib.metadata as m, json, sys; "
+              "print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))")
+    versions = json.loads(subprocess.run([task_python, "-c", script, *names, "snakemake"],
+                                         capture_output=True, text=True, check=True).stdout)
+    assert "jsonschema" in [Requirement(r).name for r in _requires(task_python, "snakemake")]
+    for name in names:
+        if name == "jsonschema":
+            continue
+        assert name in listed, f"{name} runs in Batch tasks but is not in image/packages.txt"
+        assert listed[name].specifier.contains(versions[name], prereleases=True), (
+            f"{name} {versions[name]} is outside the image list's {listed[name].spec}")
+
+
+def _requires(python: str, dist: str) -> list[str]:
+    script = f"import importlib.metadata as m, json; print(json.dumps(m.requires({dist!r})))"
+    return json.loads(subprocess.run([python, "-c", script], capture_output=True, text=True,
+                                     check=True).stdout)
