@@ -54,8 +54,16 @@ TASK_PYTHON = os.environ.get("MNB_BATCH_TASK_PYTHON", sys.executable)
 INSTALLERS = ("pip", "pip3", "conda", "mamba", "micromamba", "apt", "apt-get", "yum", "dnf",
               "wget", "curl")
 TRIPWIRES = OUT / "tripwires"
+TASK_IDENTITY = "batch-job"  # who the emulator's front records the tasks' storage calls as
 LOG_ENTRIES: dict[str, list[str]] = {}  # job uid -> lines, for the Logging stand-in
 _lock = threading.Lock()
+
+
+def _permission(name: str) -> None:
+    """Record the IAM permission a call to Batch or Logging needs (the names are Google's: see
+    https://cloud.google.com/iam/docs/roles-permissions/batch and .../logging)."""
+    with _lock, (OUT / "api-permissions.log").open("a") as log:
+        log.write(name + "\n")
 
 
 class _Done:
@@ -73,6 +81,10 @@ class StandinBatchClient:
         self.runs: dict[str, _JobRun] = {}
 
     def create_job(self, request: batch_v1.CreateJobRequest) -> batch_v1.Job:
+        _permission("batch.jobs.create")
+        # Batch checks that the submitter may act as the job's service account (the Compute
+        # Engine default one when none is named).
+        _permission("iam.serviceAccounts.actAs")
         job = batch_v1.Job(request.job)
         job.name = f"{request.parent}/jobs/{request.job_id}"
         job.uid = f"{request.job_id}-{uuid.uuid4().hex[:8]}"
@@ -88,16 +100,19 @@ class StandinBatchClient:
 
     def get_job(self, request: batch_v1.GetJobRequest | None = None, *, name: str = ""):
         name = request.name if request is not None else name
+        _permission("batch.jobs.get")
         with _lock:
             return batch_v1.Job(self.jobs[name])
 
     def list_jobs(self, request: batch_v1.ListJobsRequest | None = None, **kwargs):
         parent = request.parent if request is not None else kwargs.get("parent", "")
+        _permission("batch.jobs.list")
         with _lock:
             return [batch_v1.Job(j) for n, j in self.jobs.items() if n.startswith(parent)]
 
     def delete_job(self, request: batch_v1.DeleteJobRequest | None = None, **kwargs) -> _Done:
         name = request.name if request is not None else kwargs["name"]
+        _permission("batch.jobs.delete")
         self.runs[name].cancel()
         with _lock:
             self.jobs[name].status.state = STATE.DELETION_IN_PROGRESS
@@ -212,6 +227,9 @@ class _JobRun(threading.Thread):
             if key in ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "NO_GCE_CHECK",
                        "GCE_METADATA_HOST", "GCE_METADATA_IP"):
                 env[key] = value
+        if "STORAGE_EMULATOR_HOST" in env:  # the emulator records these calls as the job's SA
+            env["STORAGE_EMULATOR_HOST"] = (env["STORAGE_EMULATOR_HOST"].split("/as/")[0]
+                                            + "/as/" + TASK_IDENTITY)
         return env
 
     def _run(self, argv: list[str], env: dict, cwd: Path, user: int | None, name: str,
@@ -245,6 +263,7 @@ class _Entry:
 class _Logger:
     def list_entries(self, filter_: str = "", page_size: int | None = None):
         uid = filter_.split("labels.job_uid=", 1)[1].strip()
+        _permission("logging.logEntries.list")
         with _lock:
             return [_Entry(line) for line in LOG_ENTRIES.get(uid, [])]
 

@@ -34,6 +34,8 @@ ALL_DONE = f"thumbnail job: all {len(PREVIEWABLE)} done;"
 INSTALLS = re.compile(r"\b(wget|curl|miniconda|conda install|mamba install|apt-get|apt install|"
                       r"yum|dnf|install-snek)\b", re.I)
 
+SUBMITTER = "job-submitter"  # who the emulator's front records the submitting process as
+
 pytestmark = pytest.mark.slow
 
 
@@ -66,6 +68,10 @@ def batch_run(gcs, env: dict, batch_python: str, task_python: str, *extra: str,
     subprocess.run(["git", "add", "-A"], cwd=checkout, check=True)
     env = {**env, "MNB_BATCH_STANDIN": str(out), "MNB_BATCH_TASK_PYTHON": task_python,
            **(standin or {})}
+    # The emulator checks no credentials: it tells the submitter's calls from the tasks' by this
+    # prefix (the stand-in gives the tasks theirs).
+    host = env["STORAGE_EMULATOR_HOST"].split("/as/")[0]
+    env["STORAGE_EMULATOR_HOST"] = f"{host}/as/{SUBMITTER}"
     args = ["-s", "workflow/Snakefile", "--profile", "workflow/profiles/googlebatch",
             "--googlebatch-project", PROJECT, "--storage-gcs-project", PROJECT,
             "--default-storage-prefix", f"gs://{bucket}/snakemake-work", *extra,
@@ -282,3 +288,32 @@ def _requires(python: str, dist: str) -> list[str]:
     script = f"import importlib.metadata as m, json; print(json.dumps(m.requires({dist!r})))"
     return json.loads(subprocess.run([python, "-c", script], capture_output=True, text=True,
                                      check=True).stdout)
+
+
+# -- roles from measurement (last: every run of this module has been recorded) --------------------
+
+
+def test_recorded_calls_are_the_permissions_iam_yaml_lists_and_its_roles_grant(
+        emulator, finished: BatchRun) -> None:
+    from microscopy_notebook.book import roles_table
+    from microscopy_notebook.cloud import permissions
+
+    roles, people = roles_table.load()
+    calls = emulator.calls.list()
+    api = set((finished.out / "api-permissions.log").read_text().split())
+    recorded = {
+        SUBMITTER: permissions.recorded(calls, SUBMITTER) | api,
+        "batch-job": permissions.recorded(calls, "batch-job"),
+    }
+    print(json.dumps({k: sorted(v) for k, v in recorded.items()}, indent=1))
+    for name, seen in recorded.items():
+        measured = {p for p, why in people[name].needs.items() if why == "measured"}
+        assert seen == measured, f"{name}: recorded {sorted(seen)}, iam.yaml {sorted(measured)}"
+        assert roles_table.ungranted(roles, people[name]) == []
+    # The check can fail: without Storage Bucket Viewer, bucket.exists() of the storage plugin
+    # (storage.buckets.get) is granted by nothing, which is what the old table said.
+    person = people["batch-job"]
+    without = roles_table.Person(person.name, person.title,
+                                 [r for r in person.roles if r != "roles/storage.bucketViewer"],
+                                 person.needs)
+    assert roles_table.ungranted(roles, without) == ["storage.buckets.get"]
