@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 
-from microscopy_notebook.cloud import samples
+from microscopy_notebook.book import roles_table
+from microscopy_notebook.cloud import permissions, samples
 from microscopy_notebook.cloud.emulator import Emulator
 from microscopy_notebook.paths import ROOT
 
@@ -30,7 +31,8 @@ ENGINE_CLASS = "needs-container-engine"  # checked: each line is a session of ou
 # here (needs-google-login), or included from a tested file (literalinclude): never pasted.
 ALLOWED_DIRECTIVES = {"{important}", "{warning}", "{note}", "{tip}", "{literalinclude}",
                       "{package-table}", "{figure}", "{image}", "{admonition}",
-                      "{nb-exec-table}"}  # a table the build fills in; no code
+                      "{nb-exec-table}",  # a table the build fills in; no code
+                      "{roles-table}"}  # the roles a person needs, from iam.yaml
 
 
 @dataclass
@@ -88,6 +90,7 @@ def seeded_emulator():
         client = storage.Client(project="nexuslims-example", client_options={
             "api_endpoint": emu.endpoint}, credentials=_anonymous())
         samples.seed(client=client)
+        emu.calls.clear()  # from here on, every call is the page's
         yield emu
 
 
@@ -115,6 +118,16 @@ def test_shell_blocks_run(page: Path, seeded_emulator: Emulator, tmp_path: Path)
         f"a command of {_id(page)} failed (the last ### line names its block):\n"
         f"{proc.stderr[-3000:]}\n--- stdout ---\n{proc.stdout[-2000:]}"
     )
+    # The page's commands are what its reader runs: the roles the set-up chapter gives that
+    # person must cover every Cloud Storage permission they needed here.
+    _, people = roles_table.load()
+    person = next((p for p in people.values() if _id(page) in p.pages), None)
+    assert person is not None, f"{_id(page)}: name the person who runs it in iam.yaml's pages"
+    needed = permissions.recorded(seeded_emulator.calls.list())
+    print(_id(page), person.name, sorted(needed))
+    assert needed <= set(person.needs), (
+        f"{_id(page)} needed {sorted(needed - set(person.needs))}, which iam.yaml does not list "
+        f"for {person.name}")
 
 
 LOGIN_BLOCKS = [b for p in CHAPTERS for b in blocks(p) if b.options.get("class") == LOGIN_CLASS]

@@ -33,6 +33,7 @@ class Person:
     title: str
     roles: list[str]
     needs: dict[str, str]  # permission -> why ("measured" or the platform's reason)
+    pages: tuple[str, ...] = ()  # the book's pages whose commands this person runs
 
 
 def load(path: Path = IAM) -> tuple[dict, dict[str, Person]]:
@@ -41,7 +42,8 @@ def load(path: Path = IAM) -> tuple[dict, dict[str, Person]]:
     for name, entry in data["people"].items():
         needs = {p: "measured" for p in entry.get("measured", [])}
         needs.update(entry.get("platform", {}))
-        people[name] = Person(name, entry["title"], entry["roles"], needs)
+        people[name] = Person(name, entry["title"], entry["roles"], needs,
+                              tuple(entry.get("pages", ())))
     return data["roles"], people
 
 
