@@ -151,6 +151,33 @@ def test_the_plugins_workdir_is_not_writable_by_the_images_user(finished: BatchR
     assert "not installed at run time: python3 -m pip install boto3" in log
 
 
+def test_a_finished_run_leaves_only_its_logs_in_the_work_prefix(
+        finished: BatchRun, gcs) -> None:
+    """What book/chapters/google-batch.md tells users to clean up: the logs, and nothing else is
+    left (the shipped sources, manifests and batch results are removed by Snakemake)."""
+    left = [b.name for b in gcs.list_blobs(finished.bucket, prefix="snakemake-work/")]
+    logs = [n for n in left if n.startswith("snakemake-work/results/thumbnail-job/logs/")]
+    assert logs and logs == left
+
+
+def test_each_new_file_costs_the_render_task_one_download_and_one_upload(
+        finished: BatchRun, emulator) -> None:
+    """The chapter's cost section: per file, one Class B download and one Class A upload by the
+    machines; the rest is per batch (sources, manifest, result, log, and their checks)."""
+    mine = [c for c in emulator.calls.list()
+            if c.who == "batch-job" and f"/b/{finished.bucket}/" in c.path]
+    downloads = [c for c in mine if c.method == "GET" and "alt=media" in c.path
+                 and "/o/raw%2F" in c.path]
+    uploads = [c for c in mine if c.method == "POST" and c.path.startswith("/upload/")]
+    assert len(uploads) == len(PREVIEWABLE) + 2  # and the batch's result and its log
+    downloaded = {c.path.split("/o/", 1)[1].split("?", 1)[0] for c in downloads}
+    assert len(downloads) == len(downloaded) >= len(PREVIEWABLE)  # each source (and companion) once
+    per_batch = len(mine) - len(downloads) - len(uploads)
+    print(f"batch-job calls: {len(downloads)} downloads, {len(uploads)} uploads, "
+          f"{per_batch} for the one batch")
+    assert per_batch <= 40
+
+
 # -- the Job specs as submitted ---------------------------------------------------------------
 
 

@@ -4,7 +4,10 @@ From Google's per-method table, https://cloud.google.com/storage/docs/json_api/v
 "Authorization" section) and https://cloud.google.com/storage/docs/access-control/iam-json. An
 upload that may replace an object needs ``storage.objects.delete`` as well as ``create``; one
 with ``ifGenerationMatch=0`` can only create, and is counted as such. A call this table does not
-know raises, so a new kind of call cannot slip past the roles check unnoticed.
+know raises, so a new kind of call cannot slip past the roles check unnoticed. A call that names a
+billing project (``userProject``, which Snakemake's gcs storage plugin adds to every call) needs
+``serviceusage.services.use`` on that project (Requester Pays rules: counted whether or not the
+bucket has it on, to be safe).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ def needed(method: str, path: str) -> set[str]:
             creates = "storage.objects.create" in found and method in ("POST", "PUT")
             if creates and query.get("ifGenerationMatch") != ["0"] and "upload_id" not in query:
                 found.add("storage.objects.delete")  # it may replace an object
+            if "userProject" in query:
+                found.add("serviceusage.services.use")
             return found
     raise UnknownCall(f"no permission known for {method} {path}")
 
