@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,6 +59,16 @@ def batch_run(gcs, env: dict, batch_python: str, task_python: str, *extra: str,
               bucket: str | None = None, standin: dict | None = None) -> BatchRun:
     """Seed a bucket, then run the job through the stand-in from a git checkout of workflow/ (as
     from the repository root: Snakemake ships the git-tracked files to the VMs)."""
+    argv, env, out, checkout, bucket = batch_command(gcs, env, batch_python, task_python, *extra,
+                                                     bucket=bucket, standin=standin)
+    run = subprocess.run(argv, cwd=checkout, env=env, capture_output=True, text=True,
+                         timeout=600)
+    print(run.stdout[-20000:], run.stderr[-20000:], sep="\n")  # shown when a test fails
+    return BatchRun(run, out, checkout, bucket)
+
+
+def batch_command(gcs, env: dict, batch_python: str, task_python: str, *extra: str,
+                  bucket: str | None = None, standin: dict | None = None):
     if bucket is None:
         bucket = f"gb-{uuid.uuid4().hex[:12]}"
         samples.seed(bucket, "raw/", gcs)
@@ -76,10 +88,7 @@ def batch_run(gcs, env: dict, batch_python: str, task_python: str, *extra: str,
             "--googlebatch-project", PROJECT, "--storage-gcs-project", PROJECT,
             "--default-storage-prefix", f"gs://{bucket}/snakemake-work", *extra,
             "--config", f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews"]
-    run = subprocess.run([batch_python, str(STANDIN), *args], cwd=checkout, env=env,
-                         capture_output=True, text=True, timeout=600)
-    print(run.stdout[-20000:], run.stderr[-20000:], sep="\n")  # shown when a test fails
-    return BatchRun(run, out, checkout, bucket)
+    return [batch_python, str(STANDIN), *args], env, out, checkout, bucket
 
 
 @pytest.fixture
@@ -254,6 +263,34 @@ def test_a_preempted_task_is_retried_and_the_run_completes(
         assert len(previews(gcs, preempted.bucket, "previews/")) == len(PREVIEWABLE)
     finally:
         shutil.rmtree(preempted.out, ignore_errors=True)
+
+
+def test_ctrl_c_in_the_submitting_terminal_deletes_the_running_batch_job(
+        gcs, batch_env: dict, batch_python: str, task_python: str) -> None:
+    """What the chapter says about stopping a run: one Ctrl-C (SIGINT to Snakemake, not to the
+    machines) makes the plugin delete the Batch jobs it started."""
+    argv, env, out, checkout, bucket = batch_command(gcs, batch_env, batch_python, task_python)
+    with (out / "snakemake.log").open("w") as log:
+        proc = subprocess.Popen(argv, cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while not list((out / "jobs").glob("render-*.json")):
+                assert time.monotonic() < deadline and proc.poll() is None, "nothing submitted"
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = (out / "snakemake.log").read_text()
+    print(text[-5000:])
+    try:
+        assert proc.returncode != 0
+        assert "batch.jobs.delete" in (out / "api-permissions.log").read_text().split()
+        assert re.search(r"Waiting for job projects/\S+/jobs/render-\S+ to cancel", text)
+        # (previews the task wrote before it was stopped stay, as the chapter says)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 # -- one name for the image -----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 from docutils import nodes
+from docutils.parsers.rst import directives
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
@@ -56,13 +57,22 @@ def ungranted(roles: dict, person: Person) -> list[str]:
 
 class RolesTable(SphinxDirective):
     required_arguments = 1
+    option_spec = {"iam": directives.unchanged}  # another iam.yaml, relative to the page
 
     def run(self) -> list[nodes.Node]:
-        self.env.note_dependency(str(IAM))
-        roles, people = load()
+        path = IAM
+        if "iam" in self.options:
+            given = Path(self.options["iam"])
+            path = given if given.is_absolute() and given.exists() else Path(
+                self.env.relfn2path(self.options["iam"], self.env.docname)[1])
+        self.env.note_dependency(str(path))  # editing it rebuilds the page
+        try:
+            roles, people = load(path)
+        except (OSError, KeyError, TypeError, yaml.YAMLError) as err:
+            raise self.error(f"roles-table: cannot read {path}: {err}") from err
         person = people.get(self.arguments[0])
         if person is None:
-            raise self.error(f"roles-table: no person {self.arguments[0]!r} in {IAM}")
+            raise self.error(f"roles-table: no person {self.arguments[0]!r} in {path}")
         missing = ungranted(roles, person)
         if missing:
             raise self.error(f"roles-table {person.name}: needed but granted by none of "

@@ -1,0 +1,38 @@
+"""The set-up chapter's roles tables cannot promise too little: a person whose needed permission
+none of their roles grants stops the build (the {roles-table} directive, iam.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from microscopy_notebook.book import roles_table
+from tests.book.test_build import _build
+
+
+def test_every_person_in_iam_yaml_is_granted_what_they_need() -> None:
+    roles, people = roles_table.load()
+    assert set(people) == {"reader", "job-submitter", "batch-job", "maintainer"}
+    for person in people.values():
+        assert roles_table.ungranted(roles, person) == [], person.name
+
+
+@pytest.mark.slow
+def test_a_person_whose_roles_miss_a_needed_permission_fails_the_build(tmp_path: Path) -> None:
+    data = yaml.safe_load(roles_table.IAM.read_text())
+    data["people"]["batch-job"]["roles"].remove("roles/storage.bucketViewer")
+    short = tmp_path / "iam-short.yaml"
+    short.write_text(yaml.safe_dump(data))
+    page = f"# Roles\n\n```{{roles-table}} batch-job\n:iam: {short}\n```\n"
+    proc = _build(tmp_path, {"intro": page})
+    assert proc.returncode != 0
+    assert "needed but granted by none of" in proc.stdout + proc.stderr
+    assert "storage.buckets.get" in proc.stdout + proc.stderr
+    # and the same page with the real file builds, with the role in its table
+    (tmp_path / "good").mkdir()
+    good = _build(tmp_path / "good", {"intro": "# Roles\n\n```{roles-table} batch-job\n```\n"})
+    assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
+    html = (tmp_path / "good" / "book" / "_build" / "html" / "intro.html").read_text()
+    assert "roles/storage.bucketViewer" in html and "storage.buckets.get" in html
