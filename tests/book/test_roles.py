@@ -3,6 +3,7 @@ none of their roles grants stops the build (the {roles-table} directive, iam.yam
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,29 @@ def test_a_person_whose_roles_miss_a_needed_permission_fails_the_build(tmp_path:
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
     html = (tmp_path / "good" / "book" / "_build" / "html" / "intro.html").read_text()
     assert "roles/storage.bucketViewer" in html and "storage.buckets.get" in html
+
+
+def test_publishing_needs_only_what_the_maintainers_roles_grant(
+        emulator, gcs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nox -s publish` measured: a first publish, then one that replaces a page, patches a
+    header and removes a stale page, all recorded as the maintainer's calls."""
+    from microscopy_notebook.book import publish
+    from microscopy_notebook.cloud import permissions
+    from tests.book.test_publish import _site_tree
+
+    bucket = f"roles-{uuid.uuid4().hex[:12]}"
+    gcs.create_bucket(bucket)
+    root = tmp_path / "html"
+    _site_tree(root)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.endpoint_as("maintainer"))
+    publish.publish(root, f"gs://{bucket}", log=lambda _: None)
+    (root / "chapters" / "old.html").unlink()
+    (root / "chapters" / "one.html").write_text("<html><body>new</body></html>")
+    publish.publish(root, f"gs://{bucket}", log=lambda _: None)
+    needed = permissions.recorded(emulator.calls.list(), "maintainer")
+    assert {"storage.objects.create", "storage.objects.delete"} <= needed  # it did publish
+    roles, people = roles_table.load()
+    maintainer = people["maintainer"]
+    granted = {p for r in maintainer.roles for p in roles[r]["permissions"]}
+    assert needed <= granted, sorted(needed - granted)
+    assert needed <= set(maintainer.needs), sorted(needed - set(maintainer.needs))
