@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from microscopy_notebook.book import roles_table
+from microscopy_notebook.paths import ROOT
 from tests.book.test_build import _build
 
 
@@ -63,3 +64,37 @@ def test_publishing_needs_only_what_the_maintainers_roles_grant(
     granted = {p for r in maintainer.roles for p in roles[r]["permissions"]}
     assert needed <= granted, sorted(needed - granted)
     assert needed <= set(maintainer.needs), sorted(needed - set(maintainer.needs))
+
+
+@pytest.mark.slow
+def test_the_storage_notebook_needs_only_what_the_readers_roles_grant(tmp_path: Path) -> None:
+    """The tutorial a reader runs in JupyterLab, executed on a fresh seeded emulator (the build
+    takes notebooks from its execution cache, so its own emulator cannot be relied on to see
+    them): every call it makes must be among the reader's needs, granted by the reader's roles."""
+    import shutil
+    import subprocess
+    import sys
+
+    from microscopy_notebook.cloud import permissions, samples
+    from microscopy_notebook.cloud.emulator import Emulator
+
+    notebook = ROOT / "book" / "notebooks" / "cloud-storage.md"
+    shutil.copy(notebook, tmp_path / notebook.name)
+    with Emulator() as emu:
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in emu.env.items():
+                patch.setenv(key, value)
+            samples.seed()
+        emu.calls.clear()
+        env = emu.apply()
+        env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+        run = subprocess.run([str(Path(sys.executable).with_name("jupytext")), "--to", "ipynb",
+                              "--execute", notebook.name], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        needed = permissions.recorded(emu.calls.list())
+    print(sorted(needed))
+    roles, people = roles_table.load()
+    reader = people["reader"]
+    assert needed <= set(reader.needs), sorted(needed - set(reader.needs))
+    assert roles_table.ungranted(roles, reader) == []
