@@ -14,22 +14,24 @@ Each created Job runs as Batch runs it, as far as one machine can:
 - the container runnable's entrypoint and commands as the image's user (uid 1000, gid 100, as
   NB_UID/NB_GID of the Jupyter images), with the plugin's volume (the same mapped folder) as the
   working directory and the runnable's environment. There is no container engine, so the
-  container's ``python`` is the `batch` venv's (first on PATH) and the VM's credentials are the
-  emulator's settings;
+  container's ``python`` is the `batch-task` venv's (``MNB_BATCH_TASK_PYTHON``, first on PATH:
+  what the image has, from a Python uid 1000 can run) and the VM's credentials are the
+  emulator's settings, with its storage calls recorded as ``batch-job``'s;
+- installers (pip, conda, apt-get, wget, curl, ...) first on every runnable's PATH are
+  tripwires: a call is written to ``installs.log`` and fails, as on a VM with no internet route;
 - the Job's state from the exit codes, its events, and each task's output as Cloud Logging
   entries labelled with the Job's uid, which is where the plugin reads them.
 
 Every Job received is written as JSON to ``$MNB_BATCH_STANDIN/jobs/<job id>.json`` for the tests
-to check. ``MNB_BATCH_STANDIN_PREEMPT=<rule>`` kills the first attempt of the first Job of that
-rule while it runs, as a spot VM's preemption does (exit code 50001, as Batch reports it).
+to check, and the IAM permission of every Batch and Logging call to ``api-permissions.log``.
+``MNB_BATCH_STANDIN_PREEMPT=<rule>`` kills the first attempt of the first Job of that rule while
+it runs, as a spot VM's preemption does (exit code 50001, as Batch reports it).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pwd
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -303,8 +305,11 @@ def install() -> None:
 
 
 def main() -> None:
-    assert pwd.getpwuid(os.geteuid()).pw_uid == 0, "the VM's script runnables run as root"
-    assert shutil.which("bash")
+    # Batch runs script runnables as root and the container as the image's user: standing in for
+    # both needs root here (as CI has).
+    if os.geteuid() != 0:
+        sys.exit("the Batch stand-in must run as root: it runs the container's commands as uid "
+                 f"{IMAGE_UID}, as the image does")
     install()
     from snakemake.cli import main as snakemake_main
 
