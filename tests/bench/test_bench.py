@@ -61,3 +61,21 @@ def test_the_book_timing_builds_a_copy_three_times() -> None:
     times = json.loads(proc.stdout.strip().splitlines()[-1])["book"]
     assert set(times) == {"cold_s", "no_change_s", "one_notebook_edited_s"}
     assert all(t > 0 for t in times.values())
+
+
+@pytest.mark.slow
+def test_the_archive_mode_reports_fixed_costs_report_bytes_and_latency(tmp_path: Path) -> None:
+    out = tmp_path / "archive.json"
+    proc = subprocess.run([*BENCH, "--archive", "300", "--latency-archive", "200", "--out",
+                           str(out)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert last == json.loads(out.read_text())
+    assert (last["objects"], last["one_percent_new_files"], last["latency_archive"]) == (300, 3,
+                                                                                          200)
+    for key in ("plan_s", "nothing_new_s", "one_percent_new_s", "peak_rss_mib",
+                "latency_one_new_file_s"):
+        assert last[key] > 0, key
+    # three new rows, one new record and the summary: a small part of the whole CSV
+    assert 0 < last["report_bytes_written_one_percent"] < last["report_csv_bytes"]
+    assert last["machine"]["cores"] >= 1 and "bytecode_compiled" in last["machine"]

@@ -74,3 +74,63 @@ def test_pages_outside_the_toc_are_not_built(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert (src / "_build" / "html" / "listed.html").exists()
     assert not (src / "_build" / "html" / "stray.html").exists()
+
+
+TERMINAL_PAGE = """# Commands
+
+```{terminal}
+GREETING="printed at build time"
+echo "$GREETING"
+```
+
+```{terminal}
+echo "the same session: $GREETING" >&2
+%s
+```
+"""
+
+
+@pytest.mark.slow
+def test_terminal_blocks_run_once_in_order_with_their_output_under_them(tmp_path: Path) -> None:
+    proc = _build(tmp_path, {"intro": TERMINAL_PAGE % "echo done > ran-once.txt"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    page = (tmp_path / "book" / "_build" / "html" / "intro.html").read_text()
+    outputs = [o.split("</pre>")[0] for o in page.split('terminal-output')[1:]]
+    assert len(outputs) == 2
+    assert "printed at build time" in outputs[0]
+    assert "the same session: printed at build time" in outputs[1]  # stderr, and shell state
+
+
+@pytest.mark.slow
+def test_a_failing_terminal_command_fails_the_build(tmp_path: Path) -> None:
+    proc = _build(tmp_path, {"intro": TERMINAL_PAGE % "ls no-such-file"})
+    assert proc.returncode != 0
+    assert "a command failed" in proc.stdout + proc.stderr
+    assert "no-such-file" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_terminal_commands_run_again_only_when_they_or_their_files_change(tmp_path: Path) -> None:
+    """As the notebooks' cache does: a rebuild with nothing changed runs no command; a changed
+    file that the page copies runs them again, and a clean build always does."""
+    runs = tmp_path / "runs.txt"
+    (tmp_path / "book" / "files").mkdir(parents=True)
+    (tmp_path / "book" / "files" / "data.txt").write_text("first\n")
+    page = f"# Commands\n\n```{{terminal}}\n:copy: files\ncat data.txt\necho x >> {runs}\n```\n"
+    src = tmp_path / "book"
+
+    (src / "_config.yml").write_text(CONFIG)
+    (src / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
+    (src / "intro.md").write_text(page)
+
+    def build() -> str:
+        proc = subprocess.run(book.build_command(src), capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return (src / "_build" / "html" / "intro.html").read_text()
+
+    assert "first" in build() and runs.read_text().count("x") == 1
+    build()
+    assert runs.read_text().count("x") == 1  # nothing changed: not run again
+    (src / "files" / "data.txt").write_text("second\n")
+    assert "second" in build() and runs.read_text().count("x") == 2

@@ -1,9 +1,14 @@
-"""The docs never lie: every shell block of every chapter runs, against the storage emulator.
+"""The docs never lie: every command a chapter shows is run, or checked offline.
 
-Blocks fenced as ```` ```bash ```` are executed in order, one bash script per page, in a scratch
-folder, with every client pointed at a freshly seeded emulator. Blocks that need a person at a
-browser are ```` ```{code-block} bash ```` with ``:class: needs-google-login``; they are checked
-offline: the caption says so on the page, and every flag they use exists in the installed CLI.
+Commands are ```` ```{terminal} ```` blocks: the book's build runs them, once, in page order,
+against the seeded storage emulator, and shows what they printed
+(`microscopy_notebook.book.terminal`; a failing command fails the build, test_build.py).
+
+Blocks that need a person at a browser are ```` ```{code-block} bash ```` with
+``:class: needs-google-login``; they are checked offline: the caption says so on the page, and
+every flag they use exists in the installed CLI. Blocks with ``:class: needs-google-batch`` are
+Snakemake commands for Google Batch: every flag is in the ``snakemake --help`` of the environment
+with the Batch executor plugin, and their dry run plans the job.
 """
 
 from __future__ import annotations
@@ -11,28 +16,28 @@ from __future__ import annotations
 import ast
 import re
 import shlex
+import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from markdown_it import MarkdownIt
 
-from microscopy_notebook.book import roles_table
-from microscopy_notebook.cloud import permissions, samples
-from microscopy_notebook.cloud.emulator import Emulator
+from microscopy_notebook.book import terminal
+from microscopy_notebook.cloud import samples
 from microscopy_notebook.paths import ROOT
 
 CHAPTERS = sorted((ROOT / "book").glob("chapters/*.md")) + [ROOT / "book" / "intro.md"]
 LOGIN_CLASS = "needs-google-login"
+BATCH_CLASS = "needs-google-batch"  # checked: flags in the Batch venv's snakemake, and a dry run
 ENGINE_CLASS = "needs-container-engine"  # checked: each line is a session of our noxfile
-# Directives that may appear in chapters. Code a reader sees is either run here (bash), checked
-# here (needs-google-login), or included from a tested file (literalinclude): never pasted.
-ALLOWED_DIRECTIVES = {"{important}", "{warning}", "{note}", "{tip}", "{literalinclude}",
-                      "{package-table}", "{figure}", "{image}", "{admonition}",
+# Directives that may appear in chapters. Code a reader sees is either run by the build
+# (terminal), checked here (the classes above), or included from a tested file (literalinclude).
+ALLOWED_DIRECTIVES = {"{terminal}", "{important}", "{warning}", "{note}", "{tip}",
+                      "{literalinclude}", "{package-table}", "{figure}", "{image}", "{admonition}",
                       "{nb-exec-table}",  # a table the build fills in; no code
-                      "{roles-table}"}  # the roles a person needs, from iam.yaml
+                      "{roles-table}"}  # the roles a person needs, from iam.yaml; no code
 
 
 @dataclass
@@ -69,10 +74,8 @@ def _id(page: Path) -> str:
 def test_chapters_show_no_untested_code() -> None:
     for page in CHAPTERS:
         for block in blocks(page):
-            if block.info == "bash":
-                continue
             if block.info == "{code-block} bash" and block.options.get("class") in (
-                    LOGIN_CLASS, ENGINE_CLASS):
+                    LOGIN_CLASS, ENGINE_CLASS, BATCH_CLASS):
                 continue
             directive = block.info.split(maxsplit=1)[0] if block.info else ""  # not its argument
             assert directive in ALLOWED_DIRECTIVES, (
@@ -81,53 +84,11 @@ def test_chapters_show_no_untested_code() -> None:
             )
 
 
-@pytest.fixture
-def seeded_emulator():
-    """A fresh emulator per page, so a page's commands meet the state the page describes."""
-    with Emulator() as emu:
-        from google.cloud import storage
-
-        client = storage.Client(project="nexuslims-example", client_options={
-            "api_endpoint": emu.endpoint}, credentials=_anonymous())
-        samples.seed(client=client)
-        emu.calls.clear()  # from here on, every call is the page's
-        yield emu
-
-
-def _anonymous():
-    from google.auth.credentials import AnonymousCredentials
-
-    return AnonymousCredentials()
-
-
-RUNNABLE = [p for p in CHAPTERS if any(b.info == "bash" for b in blocks(p))]
-
-
-@pytest.mark.parametrize("page", RUNNABLE, ids=_id)
-def test_shell_blocks_run(page: Path, seeded_emulator: Emulator, tmp_path: Path) -> None:
-    script = ["set -euo pipefail"]
-    for block in blocks(page):
-        if block.info == "bash":
-            script.append(f"echo '### {_id(page)}:{block.line}' >&2")
-            script.append(block.code)
-    env = seeded_emulator.apply()
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # this venv's snakemake first
-    proc = subprocess.run(["bash", "-c", "\n".join(script)], cwd=tmp_path, capture_output=True,
-                          text=True, env=env, timeout=300)
-    assert proc.returncode == 0, (
-        f"a command of {_id(page)} failed (the last ### line names its block):\n"
-        f"{proc.stderr[-3000:]}\n--- stdout ---\n{proc.stdout[-2000:]}"
-    )
-    # The page's commands are what its reader runs: the roles the set-up chapter gives that
-    # person must cover every Cloud Storage permission they needed here.
-    _, people = roles_table.load()
-    person = next((p for p in people.values() if _id(page) in p.pages), None)
-    assert person is not None, f"{_id(page)}: name the person who runs it in iam.yaml's pages"
-    needed = permissions.recorded(seeded_emulator.calls.list())
-    print(_id(page), person.name, sorted(needed))
-    assert needed <= set(person.needs), (
-        f"{_id(page)} needed {sorted(needed - set(person.needs))}, which iam.yaml does not list "
-        f"for {person.name}")
+def test_chapters_have_no_plain_bash_blocks() -> None:
+    """A ```bash fence would be shown without being run: commands are {terminal} blocks."""
+    for page in CHAPTERS:
+        for block in blocks(page):
+            assert block.info != "bash", f"{_id(page)}:{block.line}: use ```{{terminal}}"
 
 
 LOGIN_BLOCKS = [b for p in CHAPTERS for b in blocks(p) if b.options.get("class") == LOGIN_CLASS]
@@ -176,3 +137,35 @@ def test_engine_blocks_are_marked_and_name_real_sessions(block: Block) -> None:
         match = re.fullmatch(r"(?:python3 -m )?nox -s (\w+)(?: -- .*)?", line.strip())
         assert match, f"{line!r}: only `nox -s SESSION` lines may stand unrun here"
         assert match.group(1) in _nox_sessions(), f"{line!r}: no such nox session"
+
+
+BATCH_BLOCKS = [b for p in CHAPTERS for b in blocks(p) if b.options.get("class") == BATCH_CLASS]
+
+
+def test_there_are_batch_blocks_to_check() -> None:
+    assert any(b.page.name == "first-job.md" for b in BATCH_BLOCKS)
+
+
+@pytest.mark.parametrize("block", BATCH_BLOCKS, ids=lambda b: f"{_id(b.page)}:{b.line}")
+def test_batch_blocks_flags_exist_and_dry_run_plans(block: Block, batch_python: str, gcs,
+                                                    storage_env: dict, tmp_path: Path) -> None:
+    assert "checked offline" in block.options.get("caption", "")
+    assert block.code.startswith("snakemake "), "only snakemake commands may stand unrun here"
+    usage = subprocess.run([batch_python, "-m", "snakemake", "--help"], capture_output=True,
+                           text=True, timeout=120).stdout
+    flags = {w.split("=")[0] for w in shlex.split(block.code) if w.startswith("--")}
+    assert flags <= set(re.findall(r"--[a-z][a-z0-9-]+", usage)), flags - set(usage.split())
+
+    # The dry run, in the folder the page's commands run in, against the seeded emulator; with
+    # no Google credentials at all, so that nothing can be submitted.
+    samples.seed(client=gcs)
+    first = terminal.blocks(block.page.read_text())[0]
+    src, _, dest = first.options["copy"].partition(" ")
+    shutil.copytree(block.page.parent / src, tmp_path / "job" / dest.strip())
+    env = dict(storage_env, HOME=str(tmp_path), NO_GCE_CHECK="True",
+               GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "no-credentials.json"))
+    command = block.code.replace("snakemake ", f"{shlex.quote(batch_python)} -m snakemake ", 1)
+    dry = subprocess.run(["bash", "-c", command + " -n"], cwd=tmp_path / "job", env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-3000:]
+    assert "rule plot:" in dry.stdout + dry.stderr

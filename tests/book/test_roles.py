@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from microscopy_notebook.book import roles_table
+from microscopy_notebook.book import roles_table, terminal
 from microscopy_notebook.paths import ROOT
 from tests.book.test_build import _build
 
@@ -98,3 +98,40 @@ def test_the_storage_notebook_needs_only_what_the_readers_roles_grant(tmp_path: 
     reader = people["reader"]
     assert needed <= set(reader.needs), sorted(needed - set(reader.needs))
     assert roles_table.ungranted(roles, reader) == []
+
+
+TERMINAL_PAGES = sorted(p for p in (ROOT / "book" / "chapters").glob("*.md")
+                        if terminal.blocks(p.read_text()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", TERMINAL_PAGES, ids=lambda p: p.name)
+def test_a_chapters_commands_need_only_what_its_persons_roles_grant(page: Path) -> None:
+    """Each chapter's {terminal} commands, run as the build runs them on a fresh seeded emulator:
+    every call they make must be among the needs of the person iam.yaml says runs that page."""
+    import shutil
+
+    from microscopy_notebook.cloud import permissions, samples
+    from microscopy_notebook.cloud.emulator import Emulator
+
+    _, people = roles_table.load()
+    name = f"chapters/{page.name}"
+    person = next((p for p in people.values() if name in p.pages), None)
+    assert person is not None, f"{name}: name the person who runs it in iam.yaml's pages"
+    found = terminal.blocks(page.read_text())
+    with Emulator() as emu, pytest.MonkeyPatch.context() as patch:
+        for key, value in emu.env.items():
+            patch.setenv(key, value)
+        samples.seed()
+        emu.calls.clear()  # from here on, every call is the page's
+        cwd = terminal.scratch(page, found)
+        try:
+            result = terminal.run([b.code for b in found], cwd)
+        finally:
+            shutil.rmtree(cwd, ignore_errors=True)
+        assert result.ok, result.outputs[result.failed or 0][-2000:]
+        needed = permissions.recorded(emu.calls.list())
+    print(name, person.name, sorted(needed))
+    assert needed <= set(person.needs), (
+        f"{name} needed {sorted(needed - set(person.needs))}, which iam.yaml does not list for "
+        f"{person.name}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from bs4 import BeautifulSoup
 
 from microscopy_notebook import book
 from microscopy_notebook.cloud import samples
+from microscopy_notebook.paths import ROOT
 
 HTML = book.HTML
 
@@ -44,7 +48,9 @@ def test_storage_notebook_shows_the_objects_it_listed(site: Path) -> None:
     for sample in samples.SAMPLES:
         assert samples.PREFIX + sample.name in outputs
     assert "Signal2D, title: HAADF" in outputs  # hyperspy read the downloaded file
-    assert "refused: uploads/multi_signal.dm3 is already there" in outputs
+    assert re.search(r"refused: uploads/\d{8}-\d{6}-[0-9a-f]{6}/multi_signal.dm3 is already there",
+                     outputs)
+    assert "bucket deleted" in outputs  # the bucket it made, and only that one
     assert page.select("div.cell_output img"), "the HyperSpy plot is missing"
 
 
@@ -65,3 +71,29 @@ def test_every_local_image_exists(site: Path) -> None:
             if src.startswith(("http:", "https:", "data:")):
                 continue
             assert (site / name).parent.joinpath(src).resolve().exists(), f"{name}: {src}"
+
+
+def _private_paths() -> list[re.Pattern]:
+    """The build machine's paths: the checkout (also as a relative path climbs to it), the build
+    user's home, and folders made by tempfile (a prefix, then 8 random characters)."""
+    root = ROOT.as_posix().lstrip("/")
+    patterns = [re.compile(re.escape(root))]
+    home = os.environ.get("HOME", "")
+    if len(home) > 1:
+        patterns.append(re.compile(re.escape(home.rstrip("/")) + r"(?=[/\s\"'<:]|$)"))
+    tmp = re.escape(tempfile.gettempdir().rstrip("/"))
+    patterns.append(re.compile(tmp + r"/[\w.-]*?[-_][a-z0-9_]{8}(?![\w.])"))
+    return patterns
+
+
+def test_no_path_of_the_build_machine_anywhere_in_the_site(site: Path) -> None:
+    patterns = _private_paths()
+    for path in sorted(site.rglob("*")):
+        if path.suffix not in {".html", ".ipynb", ".md", ".txt", ".json", ".js", ".xml"}:
+            continue
+        # Inline pictures are base64, whose alphabet can spell anything.
+        text = re.sub(r"base64,[A-Za-z0-9+/=]+", "", path.read_text(errors="replace"))
+        for pattern in patterns:
+            match = pattern.search(text)
+            assert match is None, (f"{path.relative_to(site)} shows a path of the build machine: "
+                                   f"...{text[max(0, match.start() - 80):match.end() + 40]}...")

@@ -14,11 +14,11 @@ def _readme_commands() -> list[str]:
     return re.findall(r"```bash\n(.+?)\n```", section)
 
 
-def test_readme_has_exactly_two_commands_docs_and_tests() -> None:
+def test_readme_has_exactly_two_commands_docs_and_lint_then_tests() -> None:
     commands = _readme_commands()
     assert len(commands) == 2
     assert commands[0].endswith("nox -s docs")
-    assert commands[1].endswith("nox -s tests")
+    assert commands[1].endswith("nox -s lint tests"), "CI lints as well as tests"
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import csv
 import hashlib
 import io
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,13 +83,17 @@ def png_size(data: bytes) -> tuple[int, int]:
     return img.size
 
 
+REPORT_FILES = re.compile(r"^(report\.json|report\.csv|report/batches/[0-9a-f]{16}\.json)$")
+
+
 def check_previews(gcs, bucket: str, prefix: str) -> dict[str, bytes]:
     """Every object under the output prefix: previews are whole 500x500 PNGs whose bytes match
-    the md5 the storage recorded; besides them only the report. Returns preview name -> bytes."""
+    the md5 the storage recorded; besides them only the report (its summary, its CSV, the
+    batches' records). Returns preview name -> bytes."""
     found: dict[str, bytes] = {}
     for blob in gcs.list_blobs(bucket, prefix=prefix):
         rel = blob.name[len(prefix):]
-        if rel in ("report.json", "report.csv"):
+        if REPORT_FILES.match(rel):
             continue
         assert rel.endswith(".png"), f"a stray object in the output: {blob.name}"
         data = blob.download_as_bytes()
@@ -94,6 +101,18 @@ def check_previews(gcs, bucket: str, prefix: str) -> dict[str, bytes]:
         assert png_size(data) == (500, 500), blob.name
         found[rel] = data
     return found
+
+
+def report_of(gcs, bucket: str, prefix: str) -> tuple[dict, dict[str, dict]]:
+    """The summary (report.json) and the row that counts for each file: report.csv's last row of
+    it (a file previewed again gets a later row), its values typed back as the job wrote them."""
+    summary = json.loads(gcs.bucket(bucket).blob(f"{prefix}report.json").download_as_bytes())
+    text = gcs.bucket(bucket).blob(f"{prefix}report.csv").download_as_text()
+    rows: dict[str, dict] = {}
+    for r in csv.DictReader(io.StringIO(text)):
+        rows[r["name"]] = {**r, "ok": r["ok"] == "True", "signals": int(r["signals"]),
+                           "error": r["error"] or None}
+    return summary, rows
 
 
 class Background:

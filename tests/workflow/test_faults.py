@@ -10,7 +10,6 @@ only whole objects, and the next run must finish the job. No source object ever 
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import time
@@ -18,10 +17,7 @@ from pathlib import Path
 
 import pytest
 
-import jobstore  # noqa: E402
-import previews  # noqa: E402
-import render_batch  # noqa: E402
-from jobplan import parse_location  # noqa: E402
+import render_batch
 from microscopy_notebook.cloud import samples
 from tests.workflow.jobrun import (
     LOCAL,
@@ -29,11 +25,15 @@ from tests.workflow.jobrun import (
     check_previews,
     new_bucket,
     objects,
+    report_of,
     snakemake,
     sources_unchanged,
     summary,
     wait_all,
 )
+from thumbnails import store
+from thumbnails.locations import parse_location
+from thumbnails.preview import make_preview
 
 GOOD = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
 UNREACHABLE = "could not reach Cloud Storage"
@@ -94,21 +94,22 @@ def test_a_lost_upload_answer_is_checked_then_taken_as_done(emulator, gcs, stora
     """The server commits a preview and the answer is lost: the client retries with
     ifGenerationMatch=0 and gets 412. The job then finds its own bytes there: done, one object.
     Another object at that name would be kept and reported instead."""
-    jobstore.client.cache_clear()  # a client made under the emulator's settings
+    store.client.cache_clear()  # a client made under the emulator's settings
     bucket = new_bucket(gcs, "lost")
     target = parse_location(f"gs://{bucket}/previews", "output")
-    png = previews.make_preview(sample_dir / "eds/example1.msa", "eds/example1.msa").png
+    png = make_preview(sample_dir / "eds/example1.msa", "eds/example1.msa").png
     created: list[bool] = []
-    real_create = jobstore.create
-    monkeypatch.setattr(jobstore, "create", lambda *a: created.append(real_create(*a)) or
+    real_create = store.create
+    monkeypatch.setattr(store, "create", lambda *a, **k: created.append(real_create(*a, **k)) or
                         created[-1])
     lost = emulator.faults.add(is_upload, "drop-after", times=1)
-    assert render_batch.write(target, "eds/example1.msa", png)  # in place: done
+    assert render_batch.write(target, "eds/example1.msa", png, "1" * 16)  # in place: done
     assert lost.hits == 1 and created == [False]  # the retry met the committed object: 412
     (blob,) = gcs.list_blobs(bucket)
     assert (blob.name, blob.metageneration, blob.download_as_bytes()) == (
         "previews/eds/example1.msa.png", 1, png)
-    assert not render_batch.write(target, "eds/example1.msa", b"other bytes")  # kept, reported
+    assert blob.metadata == {store.BATCH_KEY: "1" * 16}  # and known as this job's
+    assert not render_batch.write(target, "eds/example1.msa", b"other bytes", "1" * 16)  # kept
     assert objects(gcs, bucket) == {blob.name: (blob.generation, blob.md5_hash, blob.crc32c)}
 
 
@@ -140,10 +141,10 @@ def test_transient_errors_and_a_lost_upload_answer_change_nothing(
     made = check_previews(gcs, bucket, "previews/")  # whole PNGs, md5 as stored, nothing else
     assert sorted(made) == sorted(f"{name}.png" for name in GOOD)
     for name in GOOD:  # byte for byte what a clean render of the same file gives
-        assert made[f"{name}.png"] == previews.make_preview(sample_dir / name, name).png, name
-    report = json.loads(gcs.bucket(bucket).blob("previews/report.json").download_as_bytes())
-    assert sorted(r["name"] for r in report["files"]) == sorted(GOOD)
-    assert all(r["ok"] for r in report["files"])
+        assert made[f"{name}.png"] == make_preview(sample_dir / name, name).png, name
+    report, rows = report_of(gcs, bucket, "previews/")
+    assert sorted(rows) == sorted(GOOD)
+    assert all(r["ok"] for r in rows.values())
     assert report["last_run"]["kept"] == []  # the lost answer's object was recognised as ours
 
 

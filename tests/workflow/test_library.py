@@ -15,17 +15,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import render_batch
+import write_manifests
 from microscopy_notebook.paths import ROOT
+from thumbnails import formats, locations, report, store
+from thumbnails.locations import JobConfigError, Location, parse_location
+from thumbnails.plan import make_plan, split, what_is_new
 
 WORKFLOW = ROOT / "workflow"
 SNAKEFILE = WORKFLOW / "Snakefile"
-
-import jobplan  # noqa: E402
-import jobstore  # noqa: E402
-import previews  # noqa: E402
-import render_batch  # noqa: E402
-import write_manifests  # noqa: E402
-from jobplan import JobConfigError, Location, parse_location  # noqa: E402
 
 
 def snakemake(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -73,39 +71,39 @@ def test_overlapping_locations_are_refused(source: str, target: str, refused: bo
     src, dst = parse_location(source, "input"), parse_location(target, "output")
     if refused:
         with pytest.raises(JobConfigError, match="does not overlap the input"):
-            jobplan.check_locations(src, dst)
+            locations.check_locations(src, dst)
     else:
-        jobplan.check_locations(src, dst)
+        locations.check_locations(src, dst)
 
 
 def test_symlinked_output_into_input_is_refused(tmp_path: Path) -> None:
     (tmp_path / "raw" / "previews").mkdir(parents=True)
     (tmp_path / "out").symlink_to(tmp_path / "raw" / "previews")
     with pytest.raises(JobConfigError):
-        jobplan.check_locations(parse_location(str(tmp_path / "raw"), "input"),
-                                parse_location(str(tmp_path / "out"), "output"))
+        locations.check_locations(parse_location(str(tmp_path / "raw"), "input"),
+                                  parse_location(str(tmp_path / "out"), "output"))
 
 
 def test_work_prefix_under_input_is_refused() -> None:
     source = parse_location("gs://bkt/raw", "input")
     with pytest.raises(JobConfigError, match="default-storage-prefix"):
-        jobplan.check_work_prefix(source, "bkt/raw/work")
-    jobplan.check_work_prefix(source, "gs://bkt/work")
-    jobplan.check_work_prefix(source, None)
+        locations.check_work_prefix(source, "bkt/raw/work")
+    locations.check_work_prefix(source, "gs://bkt/work")
+    locations.check_work_prefix(source, None)
 
 
 # -- naming, what is new, batches -----------------------------------------------------------------
 def test_preview_names_keep_the_extension() -> None:
-    assert jobplan.preview_name("a/x.dm3") == "a/x.dm3.png"
-    assert jobplan.preview_name("a/x.dm3") != jobplan.preview_name("a/x.dm4")
-    assert jobplan.source_of("a/x.dm3.png") == "a/x.dm3"
-    assert jobplan.source_of("report.json") is None
+    assert locations.preview_name("a/x.dm3") == "a/x.dm3.png"
+    assert locations.preview_name("a/x.dm3") != locations.preview_name("a/x.dm4")
+    assert locations.source_of("a/x.dm3.png") == "a/x.dm3"
+    assert locations.source_of("report.json") is None
 
 
 def test_what_is_new_needs_a_preview_and_a_report_row() -> None:
     sources = ["b.dm3", "a.dm4", "a.emi", "a_1.ser", "notes.txt", "c.tif"]
     outputs = ["a.dm4.png", "b.dm3.png", "report.json", "c.tif.png.1234.part"]
-    new, names, done = jobplan.what_is_new(sources, outputs, ["a.dm4"], previews.is_previewable)
+    new, names, done = what_is_new(sources, outputs, ["a.dm4"], formats.is_previewable)
     # b.dm3 has a preview but no row (an interrupted run): redone; c.tif has only a temp file.
     assert new == ["a_1.ser", "b.dm3", "c.tif"]
     assert done == 1
@@ -114,8 +112,8 @@ def test_what_is_new_needs_a_preview_and_a_report_row() -> None:
 
 def test_plan_knows_companions_and_missing_ones() -> None:
     src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
-    plan = jobplan.make_plan(src, dst, ["t/x_1.ser", "t/x.emi", "t/y_1.ser"], [], [],
-                             previews.is_previewable, previews.companion_names, batch_size=10)
+    plan = make_plan(src, dst, ["t/x_1.ser", "t/x.emi", "t/y_1.ser"], [], [],
+                     formats.is_previewable, formats.companion_names, batch_size=10)
     items = {i.name: i for b in plan.batches.values() for i in b}
     assert items["t/x_1.ser"].companions == ("t/x.emi",) and items["t/x_1.ser"].missing == ()
     assert items["t/y_1.ser"].missing == ("t/y.emi",)
@@ -130,7 +128,7 @@ def test_plan_knows_companions_and_missing_ones() -> None:
     (3, 200, 8, [1, 1, 1]),
 ])
 def test_batches_are_even_and_bounded(n: int, size: int, workers: int, expected: list) -> None:
-    assert [len(b) for b in jobplan.split(list(range(n)), size, workers)] == expected
+    assert [len(b) for b in split(list(range(n)), size, workers)] == expected
 
 
 def test_batch_ids_follow_content_and_locations() -> None:
@@ -139,8 +137,8 @@ def test_batch_ids_follow_content_and_locations() -> None:
     names = [f"f{i:03}.dm3" for i in range(10)]
 
     def plan(target, listing):
-        return jobplan.make_plan(src, target, listing, [], [], previews.is_previewable,
-                                 previews.companion_names, batch_size=4)
+        return make_plan(src, target, listing, [], [], formats.is_previewable,
+                         formats.companion_names, batch_size=4)
 
     first = plan(dst, names)
     assert [len(b) for b in first.batches.values()] == [4, 3, 3]
@@ -151,32 +149,53 @@ def test_batch_ids_follow_content_and_locations() -> None:
 
 def test_max_files_limits_the_run_not_the_count() -> None:
     src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
-    plan = jobplan.make_plan(src, dst, [f"f{i}.dm3" for i in range(10)], [], [],
-                             previews.is_previewable, previews.companion_names, batch_size=4,
-                             max_files=3)
+    plan = make_plan(src, dst, [f"f{i}.dm3" for i in range(10)], [], [],
+                     formats.is_previewable, formats.companion_names, batch_size=4,
+                     max_files=3)
     assert plan.files == 3 and plan.previewable == 10
 
 
 # -- the report -----------------------------------------------------------------------------------
-def test_report_merges_runs_and_counts_failures() -> None:
+def test_the_summary_adds_new_records_and_keeps_kept_names() -> None:
     src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
-    old = [jobplan.row(src, dst, "a.dm3", ok=False, error="truncated"),
-           jobplan.row(src, dst, "b.dm3", ok=True, kind="image")]
-    new = [jobplan.row(src, dst, "a.dm3", ok=True, kind="spectrum")]
-    rows = jobplan.merge_rows(old, new)
-    assert [(r["name"], r["ok"]) for r in rows] == [("a.dm3", True), ("b.dm3", True)]
-    assert rows[0]["preview"] == "gs://bkt/out/a.dm3.png"
-    assert jobplan.summary_line(jobplan.summarize(rows)) == "thumbnail job: all 2 done"
-    assert "done with 1 failure" in jobplan.summary_line(jobplan.summarize(old))
-    csv_text = jobplan.report_csv(rows).decode()
-    assert csv_text.splitlines()[0] == ",".join(jobplan.REPORT_COLUMNS)
-    assert list(jobplan.reported_names(b"not json")) == []
+    first = {"batch": "a" * 16, "kept": ["c.dm3"],
+             "rows": [report.row(src, dst, "a.dm3", ok=False, error="truncated"),
+                      report.row(src, dst, "b.dm3", ok=True, kind="image"),
+                      report.row(src, dst, "c.dm3", ok=True, kind="image")]}
+    one = report.next_summary(report.parse_summary(None), src, dst, [first], {"plan": "p1"}, "t1")
+    assert one["summary"] == {"files": 3, "ok": 2, "failed": 1}
+    assert (one["records"], one["kept"], one["rows"]) == (["a" * 16], ["c.dm3"], "report.csv")
+    second = {"batch": "b" * 16, "kept": [],
+              "rows": [report.row(src, dst, "d.dm3", ok=True, kind="spectrum")]}
+    two = report.next_summary(report.parse_summary(report.report_json(one)), src, dst, [second],
+                              {"plan": "p2"}, "t2")
+    assert two["summary"] == {"files": 4, "ok": 3, "failed": 1}
+    assert two["records"] == ["a" * 16, "b" * 16] and two["last_run"] == {"plan": "p2"}
+    assert report.parse_summary(b"not json")["records"] == []  # a damaged summary: start again
+    lines = report.csv_rows(first["rows"]).decode().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("a.dm3,gs://bkt/raw/a.dm3,gs://bkt/out/a.dm3")
+    assert report.csv_header().decode().strip() == ",".join(report.REPORT_COLUMNS)
+    assert report.summary_line(one["summary"]).startswith("thumbnail job: done with 1 failure")
+
+
+def test_reported_means_a_preview_written_by_a_recorded_batch_or_kept() -> None:
+    listing = {"a.dm3.png": "1" * 16, "b.dm3.png": "2" * 16, "c.dm3.png": None,
+               "d.dm3.png": None, f"report/batches/{'1' * 16}.json": None, "report.json": None}
+    # b's batch left no record (killed): redone; c is someone else's object, reported as kept.
+    assert report.reported_names(listing, ["c.dm3"]) == {"a.dm3", "c.dm3"}
+    # a local folder: no metadata, the records name their files
+    local = {k: None for k in listing}
+    assert report.reported_names(local, [], lambda batch: ["a.dm3", "b.dm3", "z.dm3"]) == {
+        "a.dm3", "b.dm3"}
+    assert report.names_in_record(b"{broken") == []
+    assert report.batch_of_record(f"report/batches/{'1' * 16}.json") == "1" * 16
+    assert report.batch_of_record("x/report/batches/1.json") is None
 
 
 def test_manifests_are_written_per_batch(tmp_path: Path) -> None:
     src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
-    plan = jobplan.make_plan(src, dst, ["a.dm3", "b.dm3", "c.dm3"], [], [],
-                             previews.is_previewable, previews.companion_names, batch_size=2)
+    plan = make_plan(src, dst, ["a.dm3", "b.dm3", "c.dm3"], [], [],
+                     formats.is_previewable, formats.companion_names, batch_size=2)
     paths = [str(tmp_path / f"{b}.json") for b in plan.batches]
     write_manifests.write_manifests(json.loads(json.dumps(plan.as_dict())), paths)
     for batch in plan.batches:
@@ -186,12 +205,12 @@ def test_manifests_are_written_per_batch(tmp_path: Path) -> None:
 # -- storage --------------------------------------------------------------------------------------
 def test_local_create_never_overwrites(tmp_path: Path) -> None:
     loc = parse_location(str(tmp_path / "out"), "output")
-    assert jobstore.create(loc, "a/x.dm3.png", b"first", "image/png")
-    assert not jobstore.create(loc, "a/x.dm3.png", b"second", "image/png")
+    assert store.create(loc, "a/x.dm3.png", b"first", "image/png")
+    assert not store.create(loc, "a/x.dm3.png", b"second", "image/png")
     assert (tmp_path / "out" / "a" / "x.dm3.png").read_bytes() == b"first"
-    assert list(jobstore.list_names(loc)) == ["a/x.dm3.png"]  # no temp file left behind
-    assert list(jobstore.list_names(parse_location(str(tmp_path / "none"), "output"),
-                                    missing_ok=True)) == []
+    assert list(store.list_names(loc)) == ["a/x.dm3.png"]  # no temp file left behind
+    assert list(store.list_names(parse_location(str(tmp_path / "none"), "output"),
+                                 missing_ok=True)) == []
 
 
 @pytest.fixture
@@ -202,32 +221,59 @@ def bucket(gcs) -> str:
 
 
 def test_gcs_create_never_overwrites_and_lists_relative(gcs, bucket: str) -> None:
-    jobstore.client.cache_clear()  # the client must be made under the emulator's settings
+    store.client.cache_clear()  # the client must be made under the emulator's settings
     loc = parse_location(f"gs://{bucket}/out", "output")
-    assert jobstore.create(loc, "a/x.dm3.png", b"first", "image/png")
+    assert store.create(loc, "a/x.dm3.png", b"first", "image/png")
     generation = gcs.bucket(bucket).get_blob("out/a/x.dm3.png").generation
-    assert not jobstore.create(loc, "a/x.dm3.png", b"second", "image/png")
+    assert not store.create(loc, "a/x.dm3.png", b"second", "image/png")
     blob = gcs.bucket(bucket).get_blob("out/a/x.dm3.png")
     assert (blob.generation, blob.download_as_bytes()) == (generation, b"first")
-    assert list(jobstore.list_names(loc)) == ["a/x.dm3.png"]
-    assert jobstore.read(loc, "missing.json") == (None, 0)
+    assert list(store.list_names(loc)) == ["a/x.dm3.png"]
+    assert store.read(loc, "missing.json") == (None, 0)
 
 
 def test_gcs_lost_upload_response_is_not_a_duplicate(emulator, gcs, bucket: str) -> None:
     """The server commits the preview, the answer is lost; the retry meets it (412): done."""
-    jobstore.client.cache_clear()
+    store.client.cache_clear()
     loc = parse_location(f"gs://{bucket}/out", "output")
     fault = emulator.faults.add(lambda m, p: m == "POST" and "/upload/" in p, "drop-after")
-    assert jobstore.create(loc, "x.dm3.png", b"preview", "image/png") in (True, False)
+    assert store.create(loc, "x.dm3.png", b"preview", "image/png") in (True, False)
     assert fault.hits == 1
     assert [b.name for b in gcs.list_blobs(bucket)] == ["out/x.dm3.png"]
     assert gcs.bucket(bucket).blob("out/x.dm3.png").download_as_bytes() == b"preview"
 
 
+def test_gcs_previews_carry_their_batch_and_a_killed_batch_s_are_relabelled(
+        gcs, bucket: str) -> None:
+    store.client.cache_clear()
+    loc = parse_location(f"gs://{bucket}/out", "output")
+    assert store.create(loc, "x.dm3.png", b"png", "image/png", batch="1" * 16)
+    gcs.bucket(bucket).blob("out/y.dm3.png").upload_from_string(b"png")  # same bytes, not ours
+    assert dict(store.list_output(loc)) == {"x.dm3.png": "1" * 16, "y.dm3.png": None}
+    generation = gcs.bucket(bucket).get_blob("out/x.dm3.png").generation
+    assert store.matches(loc, "x.dm3.png", b"png", batch="2" * 16)  # ours: the new batch reports it
+    blob = gcs.bucket(bucket).get_blob("out/x.dm3.png")
+    assert (blob.generation, blob.metadata) == (generation, {store.BATCH_KEY: "2" * 16})
+    assert not store.matches(loc, "x.dm3.png", b"other", batch="2" * 16)
+    assert not store.matches(loc, "y.dm3.png", b"png", batch="2" * 16)  # someone else's: kept
+    assert gcs.bucket(bucket).get_blob("out/y.dm3.png").metadata is None
+
+
+@pytest.mark.parametrize("where", ["gs", "file"])
+def test_append_writes_only_what_it_adds(gcs, bucket: str, tmp_path: Path, where: str) -> None:
+    store.client.cache_clear()
+    loc = parse_location(f"gs://{bucket}/out" if where == "gs" else str(tmp_path / "out"),
+                         "output")
+    store.append(loc, "report.csv", b"1\n", b"head\n", "text/csv")
+    store.append(loc, "report.csv", b"2\n3\n", b"head\n", "text/csv")
+    assert store.read(loc, "report.csv")[0] == b"head\n1\n2\n3\n"
+    assert list(store.list_names(loc)) == ["report.csv"]  # no part object or temp file left
+
+
 def test_missing_bucket_is_a_clear_message(storage_env) -> None:
-    jobstore.client.cache_clear()
-    with pytest.raises(jobstore.StoreError, match="does not exist"):
-        list(jobstore.list_names(parse_location("gs://no-such-bucket-here/raw", "input")))
+    store.client.cache_clear()
+    with pytest.raises(store.StoreError, match="does not exist"):
+        list(store.list_names(parse_location("gs://no-such-bucket-here/raw", "input")))
 
 
 # -- one batch, in this process -------------------------------------------------------------------
@@ -243,8 +289,8 @@ def test_a_bad_file_gets_a_placeholder_and_the_batch_goes_on(sample_dir: Path,
     (source / "tia" / "lonely_1.ser").write_bytes((sample_dir / "tia" /
                                                    "128x128-TEM_search_1.ser").read_bytes())
     src, dst = parse_location(str(source), "input"), parse_location(str(tmp_path / "out"), "output")
-    plan = jobplan.make_plan(src, dst, jobstore.list_names(src), [], [], previews.is_previewable,
-                             previews.companion_names, batch_size=10)
+    plan = make_plan(src, dst, store.list_names(src), [], [], formats.is_previewable,
+                     formats.companion_names, batch_size=10)
     (batch,) = plan.batches
     log = io.StringIO()
     results = render_batch.render_batch(plan.manifest(batch), log=log, progress=io.StringIO())
@@ -264,15 +310,15 @@ def test_a_batch_rides_out_transient_storage_errors(emulator, gcs, bucket: str,
                                                     sample_dir: Path) -> None:
     """503s on downloads and uploads, from the threads that fetch ahead and write behind: retried,
     and every preview is made exactly once."""
-    jobstore.client.cache_clear()
+    store.client.cache_clear()
     names = ["dm3/multi_signal.dm3", "sem/Zeiss_SEM_512pix.tif", "tia/128x128-TEM_search_1.ser",
              "tia/128x128-TEM_search.emi", "eds/example1.msa"]
     for name in names:
         gcs.bucket(bucket).blob(f"raw/{name}").upload_from_filename(str(sample_dir / name))
     src = parse_location(f"gs://{bucket}/raw", "input")
     dst = parse_location(f"gs://{bucket}/out", "output")
-    plan = jobplan.make_plan(src, dst, jobstore.list_names(src), [], [], previews.is_previewable,
-                             previews.companion_names, batch_size=10)
+    plan = make_plan(src, dst, store.list_names(src), [], [], formats.is_previewable,
+                     formats.companion_names, batch_size=10)
     downloads = emulator.faults.add(lambda m, p: m == "GET" and "alt=media" in p, "status:503", 3)
     uploads = emulator.faults.add(lambda m, p: m == "POST" and "/upload/" in p, "status:503", 2)
     (batch,) = plan.batches
@@ -280,10 +326,25 @@ def test_a_batch_rides_out_transient_storage_errors(emulator, gcs, bucket: str,
     assert (downloads.hits, uploads.hits) == (3, 2)
     assert results["failed"] == 0 and results["files"] == 4
     made = sorted(b.name for b in gcs.list_blobs(bucket, prefix="out/"))
-    assert made == sorted(f"out/{n}.png" for n in names if not n.endswith(".emi"))
+    assert made == sorted([*(f"out/{n}.png" for n in names if not n.endswith(".emi")),
+                           f"out/report/batches/{batch}.json"])  # and the batch's record
 
 
 # -- the Snakefile --------------------------------------------------------------------------------
+def test_planning_imports_neither_numpy_nor_pillow() -> None:
+    """The Snakefile's own imports of the job's library, run alone: planning (while Snakemake reads
+    the Snakefile) must not pay for the renderer's numpy and Pillow."""
+    imports = re.findall(r"^(from thumbnails\S* import [^#\n]+?)\s+#", SNAKEFILE.read_text(), re.M)
+    assert any("thumbnails.plan" in line for line in imports), imports
+    code = "\n".join([*imports, "import sys",
+                      "print(sorted(m for m in ('numpy', 'PIL') if m in sys.modules))"])
+    # started in the scripts folder, as Snakemake's scripts are: `python -c` imports from there
+    proc = subprocess.run([sys.executable, "-c", code], cwd=WORKFLOW / "scripts",
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", f"planning imported {proc.stdout.strip()}"
+
+
 @pytest.fixture
 def folders(tmp_path: Path) -> Path:
     (tmp_path / "in" / "a").mkdir(parents=True)

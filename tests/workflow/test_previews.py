@@ -3,9 +3,13 @@ on generated large and 4D data, and on broken files. Outcomes are checked on the
 
 from __future__ import annotations
 
+import importlib
 import io
+import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 import tracemalloc
 import zipfile
@@ -15,8 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import previews  # noqa: E402
 from microscopy_notebook.cloud import pinned
+from thumbnails import formats, preview, reduce, signals
+from thumbnails.canvas import scalebar
+from thumbnails.draw.fourd import fourd_sums
+from thumbnails.draw.spectrum import spectrum_plot_spec
 
 HEADER = 58  # rows of the title band; the data is drawn below it
 LINE = (31, 95, 168)  # colour of the spectrum curve
@@ -58,7 +65,7 @@ _IO = "hyperspy/tests/io/"
 def decode(png: bytes) -> Image.Image:
     img = Image.open(io.BytesIO(png))
     assert img.format == "PNG"
-    assert img.size == (previews.PREVIEW_SIZE, previews.PREVIEW_SIZE)
+    assert img.size == (preview.PREVIEW_SIZE, preview.PREVIEW_SIZE)
     img.load()
     return img
 
@@ -125,48 +132,48 @@ def wheel_dir(tmp_path_factory: pytest.TempPathFactory):
 
 def test_previewable_by_extension_any_case():
     for name in ("a/b.dm3", "a/b.DM4", "x_1.ser", "s.tif", "s.TIFF", "e.msa", "v.emd", "b.bcf"):
-        assert previews.is_previewable(name), name
+        assert formats.is_previewable(name), name
     for name in ("a/x.emi", "a/x.txt", "a/noextension", "a/x.dm3.part", "a/x.png"):
-        assert not previews.is_previewable(name), name
+        assert not formats.is_previewable(name), name
 
 
 def test_companion_names_pair_ser_with_emi():
-    assert previews.companion_names("a/x_1.ser") == ["a/x.emi"]
-    assert previews.companion_names("MockDataFiles/tia/64x64x5_TEM_preview_1.ser") == [
+    assert formats.companion_names("a/x_1.ser") == ["a/x.emi"]
+    assert formats.companion_names("MockDataFiles/tia/64x64x5_TEM_preview_1.ser") == [
         "MockDataFiles/tia/64x64x5_TEM_preview.emi"]
-    assert previews.companion_names("a/scan_2_12.SER") == ["a/scan_2.EMI"]
-    assert previews.companion_names("a/x.ser") == []  # not a TIA series name
-    assert previews.companion_names("a/x.dm3") == []
-    assert previews.companion_names("a/x.emi") == []
+    assert formats.companion_names("a/scan_2_12.SER") == ["a/scan_2.EMI"]
+    assert formats.companion_names("a/x.ser") == []  # not a TIA series name
+    assert formats.companion_names("a/x.dm3") == []
+    assert formats.companion_names("a/x.emi") == []
 
 
 def test_scalebar_round_lengths_in_readable_units():
-    bar = previews.scalebar(0.5, "nm", 8192, 442)  # 4.1 µm wide field shown 442 px wide
+    bar = scalebar(0.5, "nm", 8192, 442)  # 4.1 µm wide field shown 442 px wide
     assert (bar.label, bar.units, bar.value) == ("1 µm", "µm", 1.0)
     assert bar.pixels == pytest.approx(1000 / 4096 * 442)
-    assert previews.scalebar(1.165e-8, "m", 512, 500).label == "1 µm"
-    assert previews.scalebar(0.05, "1 / nm", 64, 244).label == "0.5 nm⁻¹"
-    assert previews.scalebar(0.2, "mrad", 100, 400).label == "5 mrad"
-    assert previews.scalebar(0.0177, "nm", 512, 442).label == "2 nm"
-    assert previews.scalebar(1.0, "", 512, 442) is None  # uncalibrated
-    assert previews.scalebar(1.0, "pixels", 512, 442) is None
-    assert previews.scalebar(1.7e17, "nm", 256, 244) is None  # TIA diffraction without its .emi
-    assert previews.scalebar(float("nan"), "nm", 256, 244) is None
+    assert scalebar(1.165e-8, "m", 512, 500).label == "1 µm"
+    assert scalebar(0.05, "1 / nm", 64, 244).label == "0.5 nm⁻¹"
+    assert scalebar(0.2, "mrad", 100, 400).label == "5 mrad"
+    assert scalebar(0.0177, "nm", 512, 442).label == "2 nm"
+    assert scalebar(1.0, "", 512, 442) is None  # uncalibrated
+    assert scalebar(1.0, "pixels", 512, 442) is None
+    assert scalebar(1.7e17, "nm", 256, 244) is None  # TIA diffraction without its .emi
+    assert scalebar(float("nan"), "nm", 256, 244) is None
 
 
 def test_spectrum_plot_spec_labels_in_file_units():
     eels = {"name": "Energy loss", "size": 2048, "scale": 0.5, "offset": -100.0, "units": "eV"}
-    spec = previews.spectrum_plot_spec(eels, {"Signal": {"quantity": "Counts"}})
+    spec = spectrum_plot_spec(eels, {"Signal": {"quantity": "Counts"}})
     assert (spec.xlabel, spec.ylabel) == ("Energy loss (eV)", "Counts")
     assert (spec.x_min, spec.x_max) == (-100.0, 923.5)
     eds = {"name": "x", "size": 2048, "scale": 0.01, "offset": -0.2, "units": "keV"}
-    spec = previews.spectrum_plot_spec(eds)
+    spec = spectrum_plot_spec(eds)
     assert spec.xlabel == "Energy (keV)"
     assert spec.y_from == pytest.approx(0.15)  # the EDS noise peak is left out of the y range
     plain = {"name": "x", "size": 512, "scale": 1.0, "offset": 0.0, "units": ""}
-    assert previews.spectrum_plot_spec(plain).xlabel == "Channel"
+    assert spectrum_plot_spec(plain).xlabel == "Channel"
     cl = {"name": "Wavelength", "size": 100, "scale": 0.5, "offset": 300.0, "units": "nm"}
-    assert previews.spectrum_plot_spec(cl).xlabel == "Wavelength (nm)"
+    assert spectrum_plot_spec(cl).xlabel == "Wavelength (nm)"
 
 
 def test_virtual_adf_follows_the_sample():
@@ -177,7 +184,7 @@ def test_virtual_adf_follows_the_sample():
     thickness = np.outer(np.linspace(0.2, 1, ny), np.linspace(1, 0.5, nx))
     data = (1000 * (r < 4) * (1 - 0.4 * thickness)[..., None, None]
             + 20 * thickness[..., None, None] * np.exp(-r / 8)).astype(np.float32)
-    pattern, image, what = previews._fourd_sums(data, 1)
+    pattern, image, what = fourd_sums(data, 1)
     assert what == "virtual ADF"
     assert image.shape == (ny, nx)
     assert np.corrcoef(image.ravel(), thickness.ravel())[0, 1] > 0.99
@@ -190,7 +197,7 @@ def test_virtual_adf_follows_the_sample():
 @pytest.mark.parametrize("name", SAMPLES)
 def test_sample_preview(sample_dir: Path, name: str):
     kind, title = SAMPLES[name]
-    p = previews.make_preview(sample_dir / name, "MockDataFiles/" + name)
+    p = preview.make_preview(sample_dir / name, "MockDataFiles/" + name)
     assert p.ok, p.error
     assert p.error is None
     assert (p.kind, p.title) == (kind, title)
@@ -203,7 +210,7 @@ def test_sample_preview(sample_dir: Path, name: str):
 
 @pytest.mark.parametrize("name", SCALEBARS)
 def test_scalebar_in_calibrated_units(sample_dir: Path, name: str):
-    p = previews.make_preview(sample_dir / name, name)
+    p = preview.make_preview(sample_dir / name, name)
     assert p.scalebar == SCALEBARS[name]
     assert is_round(p.scalebar)
     g = grey(p.png)
@@ -221,12 +228,8 @@ def test_scalebar_in_calibrated_units(sample_dir: Path, name: str):
 
 def _x_axis(path: Path) -> dict:
     """The image's x axis as rosettasciio reads it, units in metres' family."""
-    import rsciio.digitalmicrograph
-    import rsciio.tia
-    import rsciio.tiff
-
-    reader = {".dm3": rsciio.digitalmicrograph, ".ser": rsciio.tia, ".tif": rsciio.tiff}
-    axis = dict(reader[path.suffix].file_reader(str(path))[0]["axes"][-1])
+    reader = importlib.import_module(f"rsciio.{formats.READERS[path.suffix]}")
+    axis = dict(reader.file_reader(str(path))[0]["axes"][-1])
     axis["scale"] = abs(float(axis["scale"]))
     axis["size"] = int(axis["size"])
     return axis
@@ -234,11 +237,10 @@ def _x_axis(path: Path) -> dict:
 
 @pytest.mark.parametrize("name", SPECTRUM_AXES)
 def test_spectrum_axis_names_the_calibrated_unit(sample_dir: Path, name: str):
-    p = previews.make_preview(sample_dir / name, name)
+    p = preview.make_preview(sample_dir / name, name)
     assert p.axis_label == SPECTRUM_AXES[name]
     # the same unit as the file's energy axis
-    reader = {".dm3": "digitalmicrograph", ".dm4": "digitalmicrograph", ".msa": "msa"}
-    module = __import__(f"rsciio.{reader[Path(name).suffix]}", fromlist=["file_reader"])
+    module = importlib.import_module(f"rsciio.{formats.READERS[Path(name).suffix]}")
     axes = module.file_reader(str(sample_dir / name))[0]["axes"]
     units = {a["units"] for a in axes if a["units"] in ("eV", "keV")}
     assert len(units) == 1
@@ -248,13 +250,13 @@ def test_spectrum_axis_names_the_calibrated_unit(sample_dir: Path, name: str):
 
 
 def test_multi_signal_file_shows_its_image(sample_dir: Path):
-    p = previews.make_preview(sample_dir / "dm3/multi_signal.dm3")
+    p = preview.make_preview(sample_dir / "dm3/multi_signal.dm3")
     assert (p.signals, p.kind, p.title) == (2, "image", "HAADF")
     assert p.shown == "HAADF image (signal 1 of 2)"
 
 
 def test_stack_is_a_montage_of_its_frames(sample_dir: Path):
-    p = previews.make_preview(sample_dir / "tia/64x64x5_TEM_preview_1.ser")
+    p = preview.make_preview(sample_dir / "tia/64x64x5_TEM_preview_1.ser")
     assert p.kind == "image-stack"
     assert "frames 1, 2, 3, 4, 5 of 5" in p.shown
     g = grey(p.png)
@@ -266,7 +268,7 @@ def test_stack_is_a_montage_of_its_frames(sample_dir: Path):
 
 
 def test_spectrum_image_shows_navigator_and_sum_spectrum(sample_dir: Path):
-    p = previews.make_preview(sample_dir / "dm4/EELS_SI.dm4")
+    p = preview.make_preview(sample_dir / "dm4/EELS_SI.dm4")
     assert p.kind == "spectrum-image"
     assert "sum over energy loss and sum spectrum" in p.shown
     rgb = np.asarray(decode(p.png).convert("RGB"))
@@ -279,13 +281,13 @@ def test_spectrum_image_shows_navigator_and_sum_spectrum(sample_dir: Path):
 def test_tia_4d_diffraction_scan(wheel_dir):
     wheel_dir("FEI_new/16x16-diffraction_imagel_5x5x256x256_EDS.emi")
     ser = wheel_dir("FEI_new/16x16-diffraction_imagel_5x5x256x256_EDS_2.ser")
-    p = previews.make_preview(ser)
+    p = preview.make_preview(ser)
     assert p.ok, p.error
     assert p.kind == "4d"
     assert "mean diffraction pattern (log)" in p.shown
     assert len(find_scalebars(grey(p.png))) == 2  # 1/nm on the pattern, nm on the scan
     # its sibling in the same series: the EDS spectrum image
-    p = previews.make_preview(wheel_dir("FEI_new/16x16-diffraction_imagel_5x5x256x256_EDS_1.ser"))
+    p = preview.make_preview(wheel_dir("FEI_new/16x16-diffraction_imagel_5x5x256x256_EDS_1.ser"))
     assert (p.kind, p.axis_label) == ("spectrum-image", "Energy (eV)")
 
 
@@ -293,50 +295,50 @@ def test_ser_reads_its_emi_for_calibration(wheel_dir, tmp_path: Path):
     """Diffraction .ser files only have sane 1/nm calibrations with their .emi beside them."""
     emi = wheel_dir("FEI_new/128x128x5-diffraction_preview.emi")
     ser = wheel_dir("FEI_new/128x128x5-diffraction_preview_1.ser")
-    with_emi = previews.make_preview(ser)
+    with_emi = preview.make_preview(ser)
     assert with_emi.kind == "image-stack"
     assert with_emi.scalebar is not None and with_emi.scalebar.endswith("nm⁻¹")
     alone = tmp_path / ser.name
     shutil.copy(ser, alone)
     assert not (tmp_path / emi.name).exists()
-    without = previews.make_preview(alone)
+    without = preview.make_preview(alone)
     assert without.ok and without.kind == "image-stack"
     assert without.scalebar is None  # ~1e8 m per pixel without it: no bar rather than a wrong one
 
 
 def test_tia_linescan(wheel_dir):
     wheel_dir("FEI_old/16x16-line_profile_horizontal_10x1024.emi")
-    p = previews.make_preview(wheel_dir("FEI_old/16x16-line_profile_horizontal_10x1024_1.ser"))
+    p = preview.make_preview(wheel_dir("FEI_old/16x16-line_profile_horizontal_10x1024_1.ser"))
     assert (p.ok, p.kind, p.axis_label) == (True, "linescan", "Energy (eV)")
 
 
 def test_dm_image_stack_and_cl_linescan(wheel_dir):
-    p = previews.make_preview(wheel_dir("dm_stackbuilder_plugin/test_stackbuilder_imagestack.dm3"))
+    p = preview.make_preview(wheel_dir("dm_stackbuilder_plugin/test_stackbuilder_imagestack.dm3"))
     assert (p.ok, p.kind, p.title) == (True, "image-stack", "stackbuilder_test4_16x2")
-    p = previews.make_preview(wheel_dir("dm4_2D_data/test-MonoCL_spectrum-SI.dm4"))
+    p = preview.make_preview(wheel_dir("dm4_2D_data/test-MonoCL_spectrum-SI.dm4"))
     assert (p.ok, p.kind, p.axis_label) == (True, "linescan", "Wavelength (nm)")
 
 
 def test_velox_emd_image(wheel_dir):
-    p = previews.make_preview(wheel_dir("emd_files/fei_emd_files.zip", "fei_emd_image.emd"))
+    p = preview.make_preview(wheel_dir("emd_files/fei_emd_files.zip", "fei_emd_image.emd"))
     assert (p.ok, p.kind, p.title) == (True, "image", "HAADF")
     assert p.scalebar is not None and p.scalebar.endswith("nm")
     assert len(find_scalebars(grey(p.png))) == 1
 
 
 def test_velox_emd_spectrum_image_uses_its_haadf(wheel_dir):
-    p = previews.make_preview(wheel_dir("emd_files/fei_emd_files.zip", "fei_emd_si.emd"))
+    p = preview.make_preview(wheel_dir("emd_files/fei_emd_files.zip", "fei_emd_si.emd"))
     assert (p.ok, p.kind, p.signals) == (True, "spectrum-image", 2)
     assert "the HAADF image and sum spectrum" in p.shown
     assert p.axis_label == "X-ray energy (keV)"
 
 
 def test_bruker_bcf_and_spx(wheel_dir):
-    p = previews.make_preview(wheel_dir("bruker_data/P45_the_default_job.bcf"))
+    p = preview.make_preview(wheel_dir("bruker_data/P45_the_default_job.bcf"))
     assert (p.ok, p.kind, p.signals) == (True, "spectrum-image", 3)
     assert "the BSE image and sum spectrum" in p.shown
     assert p.axis_label == "Energy (keV)"
-    p = previews.make_preview(wheel_dir("bruker_data/bruker_nano.spx"))
+    p = preview.make_preview(wheel_dir("bruker_data/bruker_nano.spx"))
     assert (p.ok, p.kind, p.axis_label) == (True, "spectrum", "Energy (keV)")
 
 
@@ -364,13 +366,13 @@ def _write_4d(path: Path, ny: int = 24, nx: int = 32, q: int = 64) -> None:
 def test_4d_read_lazily_within_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     path = tmp_path / "scan.emd"
     _write_4d(path)
-    p = previews.make_preview(path)
+    p = preview.make_preview(path)
     assert (p.ok, p.kind, p.title) == (True, "4d", "4D-STEM scan")
     assert "virtual ADF" in p.shown and "1 in" not in p.shown
     # lazily, and reading at most 4 MiB of its 12 MiB: every other scan position each way
-    monkeypatch.setattr(previews, "LAZY_BYTES", 0)
-    monkeypatch.setattr(previews, "READ_BUDGET", 4 * 2**20)
-    sampled = previews.make_preview(path)
+    monkeypatch.setattr(signals, "LAZY_BYTES", 0)
+    monkeypatch.setattr(reduce, "READ_BUDGET", 4 * 2**20)
+    sampled = preview.make_preview(path)
     assert sampled.ok, sampled.error
     assert "virtual ADF (1 in 2 scan positions each way)" in sampled.shown
     assert len(find_scalebars(grey(sampled.png))) == 2
@@ -392,12 +394,12 @@ def test_large_image_bounded_memory(tmp_path: Path, capsys: pytest.CaptureFixtur
     del source
     os.remove(tmp_path / "src.npy")
     size = path.stat().st_size
-    assert size > previews.LAZY_BYTES
+    assert size > signals.LAZY_BYTES
 
     tracemalloc.start()
     try:
         start = time.perf_counter()
-        p = previews.make_preview(path)
+        p = preview.make_preview(path)
         elapsed = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -470,7 +472,7 @@ BROKEN = {  # case -> what the reason must say
 def test_broken_file_gets_a_placeholder_saying_why(sample_dir: Path, tmp_path: Path, case: str):
     path = _broken(sample_dir, tmp_path, case)
     name = f"MockDataFiles/bad/{path.name}"
-    p = previews.make_preview(path, name)
+    p = preview.make_preview(path, name)
     assert not p.ok
     assert p.kind == "placeholder"
     assert BROKEN[case] in p.error
@@ -486,7 +488,7 @@ def test_ser_without_its_emi_still_previews(sample_dir: Path, tmp_path: Path):
     for name in ("tia/128x128-TEM_search_1.ser", "tia/64x64x5_TEM_preview_1.ser"):
         alone = tmp_path / Path(name).name
         shutil.copy(sample_dir / name, alone)
-        p = previews.make_preview(alone)
+        p = preview.make_preview(alone)
         assert p.ok, p.error
         assert p.kind == SAMPLES[name][0]
 
@@ -499,10 +501,10 @@ def test_damaged_and_missing_files_never_raise(sample_dir: Path, tmp_path: Path)
         damaged[start:start + 4096] = rng.bytes(4096)
         path = tmp_path / f"damaged_{start}.dm3"
         path.write_bytes(bytes(damaged))
-        p = previews.make_preview(path)
+        p = preview.make_preview(path)
         decode(p.png)
         assert p.ok or p.error.startswith("unreadable")
-    p = previews.make_preview(tmp_path / "missing.dm3")
+    p = preview.make_preview(tmp_path / "missing.dm3")
     assert not p.ok and p.error.startswith("unreadable")
 
 
@@ -512,14 +514,64 @@ def test_damaged_and_missing_files_never_raise(sample_dir: Path, tmp_path: Path)
 def test_render_times(sample_dir: Path, capsys: pytest.CaptureFixture):
     rows = []
     for name in SAMPLES:
-        previews.make_preview(sample_dir / name)  # readers imported, fonts loaded
+        preview.make_preview(sample_dir / name)  # readers imported, fonts loaded
         times = []
         for _ in range(5):
             start = time.perf_counter()
-            p = previews.make_preview(sample_dir / name)
+            p = preview.make_preview(sample_dir / name)
             times.append((time.perf_counter() - start) * 1000)
         assert p.ok
         rows.append(f"  {name:34s} {p.kind:15s} {min(times):6.1f} ms (median "
                     f"{sorted(times)[2]:.1f})")
     with capsys.disabled():
         print("\npreview render times, per file:\n" + "\n".join(rows))
+
+
+# -- start-up: a batch imports what its files need ------------------------------------------------
+EAGER_ONLY = """
+import json, sys
+from pathlib import Path
+from thumbnails.preview import make_preview
+for path in sys.argv[1:]:
+    p = make_preview(Path(path))
+    assert p.ok, (path, p.error)
+print(json.dumps(sorted(m for m in ("dask", "dask.array", "sparse", "numba") if m in sys.modules)))
+"""
+
+
+def test_files_read_whole_import_no_dask_sparse_or_numba(sample_dir: Path) -> None:
+    """The DigitalMicrograph reader imports dask.array (and sparse, numba) for its lazy mode;
+    small files are read whole, so a fresh batch process of them never pays for that import."""
+    files = [str(sample_dir / s) for s in ("dm3/multi_signal.dm3", "dm4/EELS_SI.dm4",
+                                           "sem/Zeiss_SEM_512pix.tif", "eds/example1.msa",
+                                           "tia/128x128-TEM_search_1.ser")]
+    proc = subprocess.run([sys.executable, "-c", EAGER_ONLY, *files], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == []
+
+
+WHOLE_THEN_LAZY = """
+import json, sys
+from pathlib import Path
+from thumbnails import signals
+from thumbnails.preview import make_preview
+whole = make_preview(Path(sys.argv[1]))
+before = "dask.array" in sys.modules
+signals.LAZY_BYTES = 0
+lazily = make_preview(Path(sys.argv[1]))
+print(json.dumps({"same": lazily.ok and lazily.png == whole.png, "dask_before": before,
+                  "dask_after": "dask.array" in sys.modules,
+                  "real": hasattr(sys.modules["rsciio.utils._distributed"], "__file__")}))
+"""
+
+
+def test_a_lazy_dm_read_still_gets_the_real_memmap_distributed(sample_dir: Path) -> None:
+    """Above LAZY_BYTES the same reader reads lazily: the stand-in hands over to rosettasciio's
+    own function (dask and all), and the preview is the one the whole read made."""
+    proc = subprocess.run([sys.executable, "-c", WHOLE_THEN_LAZY,
+                           str(sample_dir / "dm4" / "EELS_SI.dm4")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == {
+        "same": True, "dask_before": False, "dask_after": True, "real": True}

@@ -20,9 +20,7 @@ import numpy as np
 import pytest
 import tifffile
 
-import jobplan  # noqa: E402
-import previews  # noqa: E402
-import render_batch  # noqa: E402
+import render_batch
 from microscopy_notebook.cloud import pinned, samples
 from tests.workflow.jobrun import (
     LOCAL,
@@ -30,10 +28,14 @@ from tests.workflow.jobrun import (
     new_bucket,
     objects,
     png_size,
+    report_of,
     snakemake,
     sources_unchanged,
     summary,
 )
+from thumbnails import formats, locations
+from thumbnails.plan import make_plan, skipped_files, skipped_note
+from thumbnails.report import summary_line
 
 GOOD = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
 LARGE = "large/8k float32.tif"  # 8192 x 8192 float32: 256 MiB
@@ -161,8 +163,7 @@ def test_bad_and_odd_files_in_one_run(emulator, gcs, storage_env, sample_dir: Pa
                               f"({done} of {total} previews made")
     assert "Traceback" not in run.stdout + run.stderr
 
-    report = json.loads(out.blob("previews/report.json").download_as_bytes())
-    rows = {r["name"]: r for r in report["files"]}
+    report, rows = report_of(gcs, bucket, "previews/")
     assert sorted(rows) == sorted([*GOOD, *EXTRA_GOOD, *BAD])
     assert report["summary"] == {"files": total, "ok": done, "failed": failures}
     assert report["last_run"]["failed"] == failures
@@ -188,11 +189,13 @@ def test_bad_and_odd_files_in_one_run(emulator, gcs, storage_env, sample_dir: Pa
 
     # Every preview was sent with ifGenerationMatch=0 ("only if absent"), and fake-gcs-server,
     # which enforces it, refused the one whose name was taken: that object is unchanged (checked
-    # above), and the report and the closing line say so. Only report.csv is sent without a
-    # precondition (it is rewritten whole each run; report.json carries the generation it read).
+    # above), and the report and the closing line say so. So were each batch's record and, on
+    # this first run, report.csv and report.json: every upload carries a precondition.
     print("\n".join(uploads))
-    assert sum("ifGenerationMatch=0" in p for p in uploads) == len(rows) + 1  # + report.json
-    assert sum("ifGenerationMatch" not in p for p in uploads) == 1
+    records = len(list(gcs.list_blobs(bucket, prefix="previews/report/batches/")))
+    assert records == len(report["records"]) >= 1
+    assert sum("ifGenerationMatch=0" in p for p in uploads) == len(rows) + records + 2
+    assert all("ifGenerationMatch" in p for p in uploads)
     assert rows[KEPT]["ok"] and rows[KEPT]["shown"].endswith(f"({render_batch.KEPT})")
     assert report["last_run"]["kept"] == [KEPT]
     assert "1 preview not written because another object already had its name" in closing
@@ -207,7 +210,7 @@ def test_bad_and_odd_files_in_one_run(emulator, gcs, storage_env, sample_dir: Pa
     print(f"peak memory of the largest render process: {peak} MiB")
     assert 50 < peak < 1536
     csv_rows = list(csv.DictReader(io.StringIO(out.blob("previews/report.csv").download_as_text())))
-    assert {r["name"] for r in csv_rows} == set(rows)
+    assert sorted(r["name"] for r in csv_rows) == sorted(rows)  # one row each: a first run
     assert png_size(previews_made[f"{NON_ASCII}.png"]) == (500, 500)
 
 
@@ -215,16 +218,16 @@ def test_bad_and_odd_files_in_one_run(emulator, gcs, storage_env, sample_dir: Pa
 def test_skipped_files_are_counted_by_type_and_companions_are_not_skipped() -> None:
     names = ["a/x_1.ser", "a/x.emi", "b/only.emi", "notes/read me.txt", "c/y.dm3", "README",
              "odd/scan.XYZ"]
-    skipped = jobplan.skipped_files(names, previews.is_previewable, previews.companion_names)
+    skipped = skipped_files(names, formats.is_previewable, formats.companion_names)
     assert skipped == {"files": 4, "types": {".emi": 1, ".txt": 1, ".xyz": 1, "no extension": 1},
                        "examples": ["README", "b/only.emi", "notes/read me.txt", "odd/scan.XYZ"]}
-    line = jobplan.summary_line({"files": 2, "failed": 0, "kept": ["c/y.dm3"], "skipped": skipped})
+    line = summary_line({"files": 2, "failed": 0, "kept": ["c/y.dm3"], "skipped": skipped})
     assert line == ("thumbnail job: all 2 done; 1 preview not written because another object "
                     "already had its name (kept as it was, see the report); 4 files skipped: not "
                     "a type the job previews (.emi 1, .txt 1, .xyz 1, no extension 1)")
     many = {"files": 9, "types": {f".x{i}": 1 for i in range(6)} | {".txt": 3}}
-    assert jobplan.skipped_note(many).endswith("(.txt 3, .x0 1, .x1 1, .x2 1, .x3 1 and 2 more "
-                                               "types)")
+    assert skipped_note(many).endswith("(.txt 3, .x0 1, .x1 1, .x2 1, .x3 1 and 2 more "
+                                       "types)")
 
 
 def test_local_output_keeps_a_foreign_file_and_knows_its_own(sample_dir: Path,
@@ -237,10 +240,10 @@ def test_local_output_keeps_a_foreign_file_and_knows_its_own(sample_dir: Path,
         (source / name).write_bytes((sample_dir / name).read_bytes())
     (out / "dm3").mkdir(parents=True)
     (out / "dm3" / "multi_signal.dm3.png").write_bytes(b"my own file")
-    src, dst = jobplan.parse_location(str(source), "input"), jobplan.parse_location(str(out),
-                                                                                   "output")
-    plan = jobplan.make_plan(src, dst, ["dm3/multi_signal.dm3", "eds/example1.msa"], [], [],
-                             previews.is_previewable, previews.companion_names, batch_size=10)
+    src = locations.parse_location(str(source), "input")
+    dst = locations.parse_location(str(out), "output")
+    plan = make_plan(src, dst, ["dm3/multi_signal.dm3", "eds/example1.msa"], [], [],
+                     formats.is_previewable, formats.companion_names, batch_size=10)
     (batch,) = plan.batches
     for _ in range(2):  # the second time every preview is already there
         results = render_batch.render_batch(plan.manifest(batch), progress=io.StringIO())

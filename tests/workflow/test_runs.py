@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
@@ -20,7 +19,7 @@ import yaml
 from PIL import Image
 
 from microscopy_notebook.cloud import samples
-from tests.workflow.jobrun import GOOGLEBATCH, LOCAL, SNAKEFILE, WORKFLOW
+from tests.workflow.jobrun import GOOGLEBATCH, LOCAL, SNAKEFILE, WORKFLOW, report_of
 
 NOTHING = "Nothing to be done"
 PREVIEWABLE = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
@@ -66,8 +65,7 @@ def test_bucket_to_bucket_with_bad_files_then_incremental(gcs, storage_env, samp
     assert summary(first.stderr).startswith("thumbnail job: done with 2 failures")
     assert state(gcs, bucket, "raw/") == sources  # no source object written, not even touched
 
-    report = json.loads(raw.blob("previews/report.json").download_as_bytes())
-    rows = {r["name"]: r for r in report["files"]}
+    report, rows = report_of(gcs, bucket, "previews/")
     assert sorted(rows) == sorted(PREVIEWABLE + ["bad/cut.dm3", "bad/noise.dm4"])
     assert report["summary"] == {"files": len(rows), "ok": len(rows) - 2, "failed": 2}
     for name, r in rows.items():
@@ -95,13 +93,21 @@ def test_bucket_to_bucket_with_bad_files_then_incremental(gcs, storage_env, samp
     assert third.returncode == 0
     assert summary(third.stderr).startswith("thumbnail job: all 1 done")
     after = state(gcs, bucket, "previews/")
-    new = set(after) - set(outputs)
-    assert new == {"previews/dm3/added later.dm3.png"}
-    assert {k: v for k, v in after.items() if k.endswith(".png") and k not in new} == {
-        k: v for k, v in outputs.items() if k.endswith(".png")}  # old previews untouched
-    report = json.loads(raw.blob("previews/report.json").download_as_bytes())
-    assert len(report["files"]) == len(rows) + 1
-    assert report["last_run"]["files"] == 1 and report["summary"]["failed"] == 2
+    report, rows_after = report_of(gcs, bucket, "previews/")
+    # What the run added: the new file's preview and its batch's record; the report's CSV and
+    # summary changed; every old preview and record is untouched.
+    added = set(after) - set(outputs)
+    (record,) = added - {"previews/dm3/added later.dm3.png"}
+    assert len(added) == 2 and record.startswith("previews/report/batches/")
+    assert record.removeprefix("previews/report/batches/").removesuffix(".json") in report[
+        "records"]
+    assert {k: v for k, v in after.items() if k in outputs and not k.endswith(
+        ("report.csv", "report.json"))} == {k: v for k, v in outputs.items() if not k.endswith(
+            ("report.csv", "report.json"))}
+    assert len(rows_after) == len(rows) + 1 and rows_after["dm3/added later.dm3"]["ok"]
+    assert report["last_run"]["files"] == 1 and report["summary"] == {
+        "files": len(rows) + 1, "ok": len(rows) - 1, "failed": 2}
+    assert len(raw.blob("previews/report.csv").download_as_text().splitlines()) == len(rows) + 2
     sources["raw/dm3/added later.dm3"] = state(gcs, bucket, "raw/")["raw/dm3/added later.dm3"]
     assert state(gcs, bucket, "raw/") == sources
 

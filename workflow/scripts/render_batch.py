@@ -1,10 +1,10 @@
 """Make the previews of one batch, in one Python process.
 
-Run by the ``render`` rule (``script:``). The renderer (`previews` and the RosettaSciIO readers it
-loads) is imported once for the whole batch. Each file is fetched (with its companions, e.g. the
-``.emi`` of a ``.ser``), rendered, written under the output, and gets one report row. Downloads run
-a few files ahead and uploads behind, in threads, while this thread renders: the storage's latency
-is hidden behind the drawing instead of added to it.
+Run by the ``render`` rule (``script:``). The renderer (`thumbnails.preview` and the RosettaSciIO
+readers it loads) is imported once for the whole batch. Each file is fetched (with its companions,
+e.g. the ``.emi`` of a ``.ser``), rendered, written under the output, and gets one report row.
+Downloads run a few files ahead and uploads behind, in threads, while this thread renders: the
+storage's latency is hidden behind the drawing instead of added to it.
 
 A file that cannot be read gets a placeholder preview and an error row; the batch goes on. A storage
 failure is not a file's fault: it fails the job with a one-paragraph message (no traceback), and the
@@ -24,8 +24,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
-import jobplan
-import jobstore
+from thumbnails import report, store
+from thumbnails.locations import Location, parse_location, preview_name
 
 PROGRESS_SECONDS = 5.0  # at most one progress line per this many seconds on the terminal
 IO_THREADS = 4  # concurrent downloads and uploads
@@ -38,34 +38,34 @@ class _Stopped(Exception):
     """A storage call not made because an earlier one of the batch failed."""
 
 
-def fetch(source: jobplan.Location, item: dict, scratch: Path) -> tuple[Path | None, list[str]]:
+def fetch(source: Location, item: dict, scratch: Path) -> tuple[Path | None, list[str]]:
     """A readable copy of the file and its companions; None if the file is gone. Also the
     companions that could not be found."""
     try:
-        path = jobstore.fetch(source, item["name"], scratch / item["name"])
+        path = store.fetch(source, item["name"], scratch / item["name"])
     except FileNotFoundError:
         return None, []
     missing = list(item.get("missing", []))
     for companion in item.get("companions", []):
         if companion not in missing:
             try:
-                jobstore.fetch(source, companion, scratch / companion)
+                store.fetch(source, companion, scratch / companion)
             except FileNotFoundError:
                 missing.append(companion)
     return path, missing
 
 
-def render(previews, source: jobplan.Location, target: jobplan.Location, name: str,
+def render(renderer, source: Location, target: Location, name: str,
            path: Path | None, missing: list[str]) -> tuple[dict, bytes | None]:
     """The report row of one file, and the PNG to write (None: nothing to write).
     Never raises for a bad file."""
     if path is None:
-        return jobplan.row(source, target, name, ok=False, preview=False, error=GONE), None
+        return report.row(source, target, name, ok=False, preview=False, error=GONE), None
     try:
-        preview = previews.make_preview(path, name)
+        preview = renderer.make_preview(path, name)
     except Exception as exc:  # noqa: BLE001 - a renderer bug must not cost the other files
-        return jobplan.row(source, target, name, ok=False, preview=False,
-                           error=f"the renderer failed: {type(exc).__name__}: {exc}"), None
+        return report.row(source, target, name, ok=False, preview=False,
+                          error=f"the renderer failed: {type(exc).__name__}: {exc}"), None
     error, shown = preview.error, preview.shown
     if missing:  # e.g. a .ser without its .emi: readable, but without calibration
         note = f"missing companion file: {', '.join(missing)}"
@@ -73,18 +73,18 @@ def render(previews, source: jobplan.Location, target: jobplan.Location, name: s
             shown = f"{shown} ({note})"
         else:
             error = f"{error} ({note})"
-    row = jobplan.row(source, target, name, ok=preview.ok, kind=preview.kind, title=preview.title,
-                      signals=preview.signals, shown=shown, error=error)
+    row = report.row(source, target, name, ok=preview.ok, kind=preview.kind, title=preview.title,
+                     signals=preview.signals, shown=shown, error=error)
     return row, preview.png
 
 
-def write(target: jobplan.Location, name: str, png: bytes) -> bool:
-    """True when the preview is in place: written now, or found there with the same bytes (a
-    retry whose first answer was lost, a rerun). False when another object held its name: that
-    object is kept as it is, never overwritten."""
-    preview = jobplan.preview_name(name)
-    return (jobstore.create(target, preview, png, "image/png")
-            or jobstore.matches(target, preview, png))
+def write(target: Location, name: str, png: bytes, batch: str) -> bool:
+    """True when the preview is in place: written now by ``batch``, or found there with the same
+    bytes as this job's own (a retry whose first answer was lost, a rerun after a killed batch).
+    False when another object held its name: that object is kept as it is, never overwritten."""
+    preview = preview_name(name)
+    return (store.create(target, preview, png, "image/png", batch=batch)
+            or store.matches(target, preview, png, batch=batch))
 
 
 def note_kept(row: dict) -> None:
@@ -104,11 +104,11 @@ def peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def render_one(previews, source: jobplan.Location, target: jobplan.Location, item: dict,
+def render_one(renderer, source: Location, target: Location, item: dict,
                scratch: Path) -> dict:
     """Fetch, preview and write one file, all in this thread; returns its report row."""
     try:
-        row, png = render(previews, source, target, item["name"], *fetch(source, item, scratch))
+        row, png = render(renderer, source, target, item["name"], *fetch(source, item, scratch))
         if png is not None and not write(target, item["name"], png):
             note_kept(row)
         return row
@@ -117,9 +117,9 @@ def render_one(previews, source: jobplan.Location, target: jobplan.Location, ite
 
 
 def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | None = None) -> dict:
-    """Render every file of a manifest (see `jobplan.Plan.manifest`); returns the batch results."""
-    source = jobplan.parse_location(manifest["input"], "input")
-    target = jobplan.parse_location(manifest["output"], "output")
+    """Render every file of a manifest (see `plan.JobPlan.manifest`); returns the batch results."""
+    source = parse_location(manifest["input"], "input")
+    target = parse_location(manifest["output"], "output")
     batch, files = manifest["batch"], manifest["files"]
     progress = progress or sys.stderr
 
@@ -128,7 +128,7 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
             print(line, file=stream, flush=True)
 
     start = time.perf_counter()
-    import previews  # the heavy import, paid once per batch
+    from thumbnails import preview  # the heavy import, paid once per batch
 
     imported = time.perf_counter()
     say(f"batch {batch}: {len(files)} files, renderer loaded in {imported - start:.1f} s", log)
@@ -168,11 +168,11 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
                                                   Path(tmp) / str(queued))
                     queued += 1
                 t = time.perf_counter()
-                row, png = render(previews, source, target, item["name"], *fetches.pop(i).result())
+                row, png = render(preview, source, target, item["name"], *fetches.pop(i).result())
                 shutil.rmtree(Path(tmp) / str(i), ignore_errors=True)
                 if png is not None:
                     uploads.append((row, pool.submit(storage, write, target, item["name"],
-                                                     png)))
+                                                     png, batch)))
                 while len(uploads) > 2 * IO_THREADS:
                     finish_upload()
                 rows.append(row)
@@ -197,9 +197,14 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
     peak = peak_memory_mib()
     say(f"batch {batch}: {len(rows)} files in {seconds:.1f} s, {failed} failed, "
         f"{len(kept)} existing preview(s) kept, peak memory {peak:.0f} MiB", log)
-    return {"batch": batch, "input": source.url, "output": target.url, "rows": rows,
-            "files": len(rows), "failed": failed, "kept": kept, "seconds": round(seconds, 3),
-            "import_seconds": round(imported - start, 3), "peak_memory_mib": round(peak)}
+    results = {"batch": batch, "input": source.url, "output": target.url, "rows": rows,
+               "files": len(rows), "failed": failed, "kept": kept, "seconds": round(seconds, 3),
+               "import_seconds": round(imported - start, 3), "peak_memory_mib": round(peak)}
+    # The batch's record, once all its previews are in place: from now on its files count as
+    # reported, even if this run is killed before its report step (see thumbnails.report).
+    store.create(target, report.record_name(batch), report.report_json(results),
+                 "application/json")
+    return results
 
 
 def main(smk) -> None:
@@ -207,7 +212,7 @@ def main(smk) -> None:
     with open(smk.log[0], "w") as log:
         try:
             results = render_batch(manifest, log=log)
-        except jobstore.StoreError as exc:  # the storage's fault, and the message says what to do
+        except store.StoreError as exc:  # the storage's fault, and the message says what to do
             print(exc, file=log)
             raise SystemExit(f"batch {manifest['batch']} stopped: {exc}") from None
         except Exception:

@@ -1,19 +1,20 @@
-"""Merge the batches' rows into the output's cumulative report (the ``report`` rule).
+"""Add this run's rows to the output's report (the ``report`` rule); see `thumbnails.report`.
 
-``<output>/report.json`` is the record: one row per file ever previewed there (this run's rows
-replace older rows of the same file), a summary, and the last run's counts. ``report.csv`` holds
-the same rows for spreadsheets. The JSON is written only over the version this step read (a
-generation precondition), so two runs finishing together merge rather than lose rows.
+Each batch wrote its own record (``report/batches/<batch>.json``) when it ended. This step lists
+the records, reads only those the summary does not hold yet (this run's, and any a killed run
+left), appends their rows to ``report.csv`` and writes the summary ``report.json``, over the
+version it read (a generation precondition), so two runs finishing together both get counted.
+What it reads and writes grows with the new files, not with the archive.
 """
 
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import jobplan
-import jobstore
+from thumbnails import report, store
+from thumbnails.locations import Location, parse_location
 
-ATTEMPTS = 5  # merges retried when another run wrote the report in between
+ATTEMPTS = 5  # summaries retried when another run wrote one in between
 
 
 def load_batches(paths: list[str]) -> tuple[list[dict], dict]:
@@ -33,47 +34,51 @@ def load_batches(paths: list[str]) -> tuple[list[dict], dict]:
     return rows, figures
 
 
-def previous_rows(document: bytes | None) -> list[dict]:
-    if not document:
-        return []
-    try:
-        return list(json.loads(document)["files"])
-    except (ValueError, KeyError, TypeError):
-        return []  # unreadable: every file it listed was planned again, so its rows come back
+def recorded_batches(target: Location) -> list[str]:
+    """The batches whose record is in the output: one listing of the records' folder."""
+    folder = target.under(report.RECORDS)
+    return sorted(b for b in (report.batch_of_record(f"{report.RECORDS}/{name}")
+                              for name in store.list_names(folder, missing_ok=True))
+                  if b is not None)
 
 
-def publish(source: jobplan.Location, target: jobplan.Location, new: list[dict], run: dict) -> dict:
-    """Merge ``new`` into the report under ``target`` and write it; returns the document."""
+def merge_into_report(source: Location, target: Location, run: dict) -> dict:
+    """Append the rows of every record the summary does not hold yet; returns the summary."""
+    recorded = recorded_batches(target)
     for _ in range(ATTEMPTS):
-        old, generation = jobstore.read(target, jobplan.REPORT_JSON)
-        rows = jobplan.merge_rows(previous_rows(old), new)
+        old, generation = store.read(target, report.REPORT_JSON)
+        previous = report.parse_summary(old)
+        pending = sorted(set(recorded) - set(previous["records"]))
+        records = [json.loads(store.read(target, report.record_name(b))[0]) for b in pending]
+        rows = [r for record in records for r in record["rows"]]
+        if rows:
+            store.append(target, report.REPORT_CSV, report.csv_rows(rows), report.csv_header(),
+                         "text/csv; charset=utf-8")
         updated = datetime.now(UTC).isoformat(timespec="seconds")
-        document = jobplan.report_document(source, target, rows, run, updated)
-        if jobstore.replace(target, jobplan.REPORT_JSON, jobplan.report_json(document),
-                            "application/json", generation):
-            jobstore.replace(target, jobplan.REPORT_CSV, jobplan.report_csv(rows),
-                             "text/csv; charset=utf-8")
-            return document
-    raise RuntimeError(f"{target.child(jobplan.REPORT_JSON)} kept changing while this run "
-                       f"merged its rows; run the job again to merge them")
+        summary = report.next_summary(previous, source, target, records, run, updated)
+        if store.replace(target, report.REPORT_JSON, report.report_json(summary),
+                         "application/json", generation):
+            return summary
+    raise RuntimeError(f"{target.child(report.REPORT_JSON)} kept changing while this run "
+                       f"added its rows; run the job again to count them")
 
 
 def main(smk) -> None:
-    source = jobplan.parse_location(smk.params.input, "input")
-    target = jobplan.parse_location(smk.params.output, "output")
+    source = parse_location(smk.params.input, "input")
+    target = parse_location(smk.params.output, "output")
     new, figures = load_batches(list(smk.input.batches))
     plan = json.loads(Path(smk.input.plan).read_text())
-    run = {"plan": smk.wildcards.plan, **jobplan.summarize(new), **figures,
+    run = {"plan": smk.wildcards.plan, **report.summarize(new), **figures,
            "failures": [{"name": r["name"], "error": r["error"]} for r in new if not r["ok"]],
            "skipped": plan.get("skipped", {})}
     try:
-        document = publish(source, target, new, run)
-    except jobstore.StoreError as exc:  # the message says what to do; a traceback would not
+        summary = merge_into_report(source, target, run)
+    except store.StoreError as exc:  # the message says what to do; a traceback would not
         raise SystemExit(f"the report was not written: {exc}") from None
     with open(smk.log[0], "w") as log:
-        print(f"report: {target.child(jobplan.REPORT_JSON)} ({document['summary']['files']} "
-              f"files in total)", file=log)
-        print(jobplan.summary_line(run), file=log)
+        print(f"report: {target.child(report.REPORT_CSV)} ({summary['summary']['files']} "
+              f"rows in total), summary {target.child(report.REPORT_JSON)}", file=log)
+        print(report.summary_line(run), file=log)
     Path(smk.output.run).write_text(json.dumps(run, indent=1, ensure_ascii=False) + "\n")
 
 

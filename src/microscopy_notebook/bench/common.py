@@ -18,9 +18,9 @@ OUT_BUCKET = "nexuslims_example-bench-out"
 # -- the file set ---------------------------------------------------------------------------------
 def file_set(n: int) -> tuple[list[str], dict[str, list[str]]]:
     """``n`` previewable object names cycling through the samples, and each one's companions."""
-    import previews  # the job's library: on the path by the editable install
+    from thumbnails import formats  # the job's library: installed editable, like ours
 
-    kinds = [s.name for s in samples.SAMPLES if previews.is_previewable(s.name)]
+    kinds = [s.name for s in samples.SAMPLES if formats.is_previewable(s.name)]
     names, companions = [], {}
     for i in range(n):
         base = kinds[i % len(kinds)]
@@ -28,7 +28,7 @@ def file_set(n: int) -> tuple[list[str], dict[str, list[str]]]:
         name = f"copy{i // len(kinds):05d}/{folder}/{leaf}"
         names.append(name)
         copy = f"copy{i // len(kinds):05d}"
-        companions[name] = [f"{copy}/{c}" for c in previews.companion_names(base)]
+        companions[name] = [f"{copy}/{c}" for c in formats.companion_names(base)]
     return sorted(names), companions  # listing order: the job's max_files takes these first
 
 
@@ -49,6 +49,30 @@ def seed_folder(root: Path, n: int) -> tuple[list[str], dict[str, list[str]]]:
 
 def _same_fs(a: Path, b: Path) -> bool:
     return a.stat().st_dev == b.stat().st_dev
+
+
+# -- where it was measured -------------------------------------------------------------------------
+def machine() -> dict:
+    """The facts a figure needs beside it: when, on what, with which versions, and whether the
+    environment's modules were compiled to bytecode (as a user's install is) or not."""
+    import datetime
+    import importlib.metadata
+    import platform
+    import sysconfig
+
+    memory = 0
+    with open("/proc/meminfo") as info:
+        for line in info:
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) // 1024
+    site = Path(sysconfig.get_paths()["purelib"])
+    snakemake_init = site / "snakemake" / "__init__.py"
+    compiled = any((snakemake_init.parent / "__pycache__").glob("__init__.*.pyc"))
+    return {"date": datetime.date.today().isoformat(), "cores": os.cpu_count(),
+            "memory_mib": memory, "platform": platform.platform(terse=True),
+            "python": platform.python_version(),
+            "snakemake": importlib.metadata.version("snakemake"),
+            "bytecode_compiled": compiled}
 
 
 # -- measuring ----------------------------------------------------------------------------------

@@ -31,7 +31,14 @@ import time
 import uuid
 from pathlib import Path
 
-from microscopy_notebook.bench.common import BUCKET, OUT_BUCKET, measured, seed_folder, table
+from microscopy_notebook.bench.common import (
+    BUCKET,
+    OUT_BUCKET,
+    machine,
+    measured,
+    seed_folder,
+    table,
+)
 from microscopy_notebook.cloud import samples
 from microscopy_notebook.cloud.emulator import Emulator
 from microscopy_notebook.paths import ROOT
@@ -127,7 +134,8 @@ def book_times() -> dict:
 
 
 def summarize(results, render, books, n_small, n_large, rounds) -> dict:
-    report: dict = {"files": n_large, "small_files": n_small, "rounds": rounds, "variants": {}}
+    report: dict = {"mode": "compare", "machine": machine(), "files": n_large,
+                    "small_files": n_small, "rounds": rounds, "variants": {}}
     for variant, by_n in results.items():
         wall = {n: statistics.median(r["wall"] for r in runs) for n, runs in by_n.items()}
         rss = max(r["rss_mib"] for runs in by_n.values() for r in runs)
@@ -170,7 +178,11 @@ def print_report(report: dict) -> None:
             f"{d['peak_rss_mib']:.0f}" if "peak_rss_mib" in d else "-",
             f"{d['render_s_per_file'] * 1000:.1f} ms" if "render_s_per_file" in d else "-",
         ))
-    print(f"\nN = {report['files']} files (and N/4 = {report['small_files']}), "
+    m = report["machine"]
+    print(f"\nmeasured {m['date']} on {m['cores']} cores, {m['memory_mib'] // 1024} GiB, Python "
+          f"{m['python']}, Snakemake {m['snakemake']}, bytecode "
+          f"{'compiled' if m['bytecode_compiled'] else 'NOT compiled'}")
+    print(f"N = {report['files']} files (and N/4 = {report['small_files']}), "
           f"medians of {report['rounds']} interleaved rounds; original's inputs: "
           f"{report.get('original_inputs', '?')}")
     print(table(rows))

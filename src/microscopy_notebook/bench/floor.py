@@ -1,9 +1,10 @@
 """The benchmark's floor, and our renderer on the same files, in one process.
 
-The floor reads and decodes each file with its rosettasciio reader, reduces the largest signal to
-at most 500x500 by block means, stretches it to 8 bits and encodes a 500x500 PNG: what any preview
-must pay, with nothing drawn. Run as ``python -m microscopy_notebook.bench.floor FILE...``;
-prints one JSON object with seconds per file for the floor and for ``previews.make_preview``.
+The floor reads and decodes each file with its rosettasciio reader (the job's own table of them,
+``thumbnails.formats.READERS``), reduces the largest signal to at most 500x500 by block means,
+stretches it to 8 bits and encodes a 500x500 PNG: what any preview must pay, with nothing drawn.
+Run as ``python -m microscopy_notebook.bench.floor FILE...``; prints one JSON object with seconds
+per file for the floor and for ``thumbnails.preview.make_preview``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-READERS = {".dm3": "digitalmicrograph", ".dm4": "digitalmicrograph", ".ser": "tia",
-           ".tif": "tiff", ".tiff": "tiff", ".msa": "msa", ".emsa": "msa"}
 
-
-def floor(path: Path) -> int:
-    reader = importlib.import_module(f"rsciio.{READERS[path.suffix.lower()]}")
+def floor(path: Path, readers: dict[str, str]) -> int:
+    reader = importlib.import_module(f"rsciio.{readers[path.suffix.lower()]}")
     signals = reader.file_reader(str(path))
     data = max((s["data"] for s in signals), key=lambda d: np.asarray(d).size)
     a = np.asarray(data, dtype=np.float32)
@@ -42,19 +40,20 @@ def floor(path: Path) -> int:
 
 
 def main(argv: list[str]) -> dict:
-    import previews  # the job's library: on the path by the editable install
+    from thumbnails.formats import READERS  # the job's library: installed editable, like ours
+    from thumbnails.preview import make_preview
 
     paths = [Path(p) for p in argv]
     for path in paths[: len(READERS)]:  # both pay their imports before the clock starts
-        floor(path)
-        previews.make_preview(path)
+        floor(path, READERS)
+        make_preview(path)
     start = time.perf_counter()
     for path in paths:
-        floor(path)
+        floor(path, READERS)
     t_floor = time.perf_counter() - start
     start = time.perf_counter()
     for path in paths:
-        previews.make_preview(path)
+        make_preview(path)
     t_ours = time.perf_counter() - start
     return {"floor": t_floor / len(paths), "ours_render": t_ours / len(paths)}
 

@@ -22,7 +22,14 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from microscopy_notebook.bench.common import BUCKET, OUT_BUCKET, measured, seed_folder, table
+from microscopy_notebook.bench.common import (
+    BUCKET,
+    OUT_BUCKET,
+    machine,
+    measured,
+    seed_folder,
+    table,
+)
 from microscopy_notebook.cloud import samples
 from microscopy_notebook.cloud.emulator import Emulator
 from microscopy_notebook.paths import ROOT
@@ -81,7 +88,9 @@ def main(args) -> int:
             print(f"rerun, {new} new", flush=True)
             some = _job(env, work, output)
     report = {
+        "mode": "scale",
         "scale": n,
+        "machine": machine(),
         "plan_s": plan["wall"],
         "full_s": full["wall"],
         "nothing_new_s": nothing["wall"],

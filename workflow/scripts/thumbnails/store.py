@@ -4,11 +4,16 @@ google-cloud-storage honours ``STORAGE_EMULATOR_HOST``, so the same calls run ag
 in the tests and the book. Every call has a bounded retry and timeout: an unreachable storage is an
 error within a minute, never a hang. Nothing here ever overwrites a preview: new objects are
 created with ``if_generation_match=0`` (locally: written aside, then hard-linked into place).
+
+Every preview the job writes to a bucket carries the id of the batch that made it (custom metadata
+`BATCH_KEY`), so that one listing of the output tells the job's own previews, and whether their
+batch's report record exists, from anything else at those names.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import os
@@ -16,7 +21,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from jobplan import Location
+from .locations import Location
 
 # Transient errors (429, 5xx, resets, timeouts) are retried with backoff; no attempt starts after
 # RETRY_SECONDS. An attempt may take CONNECT_TIMEOUT to connect and READ_TIMEOUT between bytes, so
@@ -27,6 +32,8 @@ RETRY_SECONDS = 20.0
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 15.0
 TIMEOUT = (CONNECT_TIMEOUT, READ_TIMEOUT)
+BATCH_KEY = "thumbnail-batch"  # custom metadata of every preview this job writes to a bucket
+COMPOSE_LIMIT = 1000  # Cloud Storage allows 1,024 components in a composite object
 
 
 class StoreError(RuntimeError):
@@ -119,6 +126,25 @@ def list_names(loc: Location, missing_ok: bool = False) -> Iterator[str]:
         raise _explain(exc, loc, "list") from exc
 
 
+def list_output(loc: Location) -> Iterator[tuple[str, str | None]]:
+    """Every object under ``loc`` with the batch that wrote it (`BATCH_KEY`; None for objects the
+    job did not write, and for every file of a local folder); one paged listing, streamed."""
+    if loc.scheme == "file":
+        for name in list_names(loc, missing_ok=True):
+            yield name, None
+        return
+    prefix = f"{loc.path}/" if loc.path else ""
+    try:
+        blobs = client().list_blobs(loc.bucket, prefix=prefix,
+                                    fields="items(name,metadata),nextPageToken", retry=_retry(),
+                                    timeout=TIMEOUT)
+        for blob in blobs:
+            if not blob.name.endswith("/"):
+                yield blob.name[len(prefix):], (blob.metadata or {}).get(BATCH_KEY)
+    except _storage_errors() as exc:
+        raise _explain(exc, loc, "list") from exc
+
+
 def local_path(loc: Location, name: str) -> Path:
     return Path(loc.key(name))
 
@@ -161,8 +187,10 @@ def read(loc: Location, name: str) -> tuple[bytes | None, int]:
     return data, int(blob.generation or 0)
 
 
-def create(loc: Location, name: str, data: bytes, content_type: str) -> bool:
+def create(loc: Location, name: str, data: bytes, content_type: str,
+           batch: str | None = None) -> bool:
     """Write ``name`` only if nothing is there yet; True if written, False if it already existed.
+    ``batch``: the batch that makes it, kept with the object in a bucket (`BATCH_KEY`).
 
     Either the whole object appears or none: a killed run never leaves half a preview behind.
     """
@@ -186,27 +214,48 @@ def create(loc: Location, name: str, data: bytes, content_type: str) -> bool:
             tmp.unlink(missing_ok=True)
     # Generation 0 means "only if absent"; that also makes the retry safe: if a lost response hid
     # a successful upload, the retry meets the object and gets 412.
-    return _upload(loc, name, data, content_type, generation=0)
+    return _upload(loc, name, data, content_type, generation=0,
+                   metadata={BATCH_KEY: batch} if batch else None)
 
 
-def matches(loc: Location, name: str, data: bytes) -> bool:
-    """Whether the object ``name`` holds exactly ``data``. After `create` found something there,
-    this tells this job's own upload (a retry whose first answer was lost, or a rerun) from
-    another object at that name, which is kept as it is."""
+def matches(loc: Location, name: str, data: bytes, batch: str | None = None) -> bool:
+    """Whether the object ``name`` holds exactly ``data`` and, in a bucket, was written by this
+    job. After `create` found something there, this tells this job's own upload (a retry whose
+    first answer was lost, a rerun) from another object at that name, which is kept as it is.
+
+    One of the job's own previews whose batch is not ``batch`` (a batch that was killed before it
+    wrote its report record) is relabelled to ``batch``, whose record will report it: only its
+    metadata changes, under generation preconditions, never its bytes.
+    """
     if loc.scheme == "file":
         path = local_path(loc, name)
         try:
             return path.stat().st_size == len(data) and path.read_bytes() == data
         except OSError:
             return False
+    from google.api_core.exceptions import PreconditionFailed
+
     try:
         blob = client().bucket(loc.bucket).get_blob(loc.key(name), retry=_retry(),
                                                      timeout=TIMEOUT)
         if blob is None or blob.size != len(data):
             return False
         if blob.md5_hash:  # every object but composed ones has an MD5; compared, not downloaded
-            return blob.md5_hash == base64.b64encode(hashlib.md5(data).digest()).decode()
-        return blob.download_as_bytes(retry=_retry(), timeout=TIMEOUT) == data
+            same = blob.md5_hash == base64.b64encode(hashlib.md5(data).digest()).decode()
+        else:
+            same = blob.download_as_bytes(retry=_retry(), timeout=TIMEOUT) == data
+        written_by = (blob.metadata or {}).get(BATCH_KEY)
+        if not same or written_by is None:
+            return False
+        if batch and written_by != batch:
+            blob.metadata = {**blob.metadata, BATCH_KEY: batch}
+            try:
+                blob.patch(if_generation_match=blob.generation,
+                           if_metageneration_match=blob.metageneration, retry=_retry(),
+                           timeout=TIMEOUT)
+            except PreconditionFailed:  # changed meanwhile: no longer known to be ours
+                return False
+        return True
     except _storage_errors() as exc:
         raise _explain(exc, loc, f"read {name} in") from exc
 
@@ -225,12 +274,67 @@ def replace(loc: Location, name: str, data: bytes, content_type: str,
     return _upload(loc, name, data, content_type, generation)
 
 
+def append(loc: Location, name: str, data: bytes, first: bytes, content_type: str) -> None:
+    """Add ``data`` at the end of ``name`` (created as ``first + data`` when absent), writing only
+    ``data``: in a bucket the append is a server-side compose of the object and a part object
+    made for it (removed afterwards), so a run uploads what it adds, not the whole report. Either
+    the whole append is there or none of it."""
+    if loc.scheme == "file":
+        path = local_path(loc, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        with tmp.open("wb") as out:  # a local report is rewritten aside, then renamed into place
+            if path.is_file():
+                with path.open("rb") as old:
+                    while chunk := old.read(1 << 20):
+                        out.write(chunk)
+            else:
+                out.write(first)
+            out.write(data)
+        os.replace(tmp, path)
+        return
+    from google.api_core.exceptions import NotFound, PreconditionFailed
+
+    bucket = client().bucket(loc.bucket)
+    try:
+        for _ in range(10):  # another run appending at the same moment: read again and retry
+            blob = bucket.get_blob(loc.key(name), retry=_retry(), timeout=TIMEOUT)
+            if blob is None:
+                if _upload(loc, name, first + data, content_type, generation=0):
+                    return
+                continue
+            if (blob.component_count or 0) >= COMPOSE_LIMIT:  # rare: start a new composite
+                whole = blob.download_as_bytes(retry=_retry(), timeout=TIMEOUT)
+                if _upload(loc, name, whole + data, content_type, generation=blob.generation):
+                    return
+                continue
+            part = bucket.blob(loc.key(f"{name}.{uuid.uuid4().hex}.part"))
+            part.upload_from_string(data, content_type=content_type, if_generation_match=0,
+                                    retry=_retry(), timeout=TIMEOUT)
+            try:
+                blob.content_type = content_type
+                blob.compose([blob, part], if_generation_match=blob.generation, retry=_retry(),
+                             timeout=TIMEOUT)
+                return
+            except PreconditionFailed:
+                continue
+            finally:
+                with contextlib.suppress(NotFound):  # made by this call: removed, whatever happened
+                    part.delete(if_generation_match=part.generation, retry=_retry(),
+                                timeout=TIMEOUT)
+        raise StoreError(f"{loc.child(name)} kept changing while this run appended to it; run "
+                         f"the job again to add its rows")
+    except _storage_errors() as exc:
+        raise _explain(exc, loc, f"append to {name} in") from exc
+
+
 def _upload(loc: Location, name: str, data: bytes, content_type: str,
-            generation: int | None) -> bool:
+            generation: int | None, metadata: dict | None = None) -> bool:
     """One upload under a generation precondition; False when the precondition failed (412)."""
     from google.api_core.exceptions import PreconditionFailed
 
     blob = client().bucket(loc.bucket).blob(loc.key(name))
+    blob.metadata = metadata
     try:
         blob.upload_from_string(data, content_type=content_type, if_generation_match=generation,
                                 retry=_retry(), timeout=TIMEOUT)

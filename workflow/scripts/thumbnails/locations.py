@@ -1,0 +1,185 @@
+"""Where the thumbnail job reads and writes: locations, preview names, the config's checks.
+
+Pure functions only (no storage, no Snakemake), so the tests call them directly and the Snakefile
+stays a list of rules. A ``Location`` is ``gs://bucket/prefix`` or a local directory; the preview of
+``a/x.dm3`` is ``a/x.dm3.png`` under the output. ``JobConfigError`` is configuration the job
+refuses, with a message saying what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# Bucket names as Cloud Storage accepts them (3-222 characters; dots allowed).
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+PREVIEW_SUFFIX = ".png"
+
+
+class JobConfigError(ValueError):
+    """Configuration the job refuses; the message is one paragraph saying what to fix."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """``gs://bucket/prefix`` or a local directory, normalised so that two spellings compare equal.
+
+    ``path`` is the object-name prefix without leading or trailing slash (``""`` for a whole
+    bucket) for ``gs``, and an absolute POSIX path without trailing slash for ``file``.
+    """
+
+    scheme: str  # "gs" or "file"
+    bucket: str
+    path: str
+
+    @property
+    def url(self) -> str:
+        if self.scheme == "gs":
+            return f"gs://{self.bucket}/{self.path}" if self.path else f"gs://{self.bucket}"
+        return self.path
+
+    def child(self, name: str) -> str:
+        """Where the object ``name`` (relative to this location) lives, as a URL or a path."""
+        return f"{self.url.rstrip('/')}/{name}"
+
+    def under(self, name: str) -> Location:
+        """The location of the folder (prefix) ``name`` under this one."""
+        return Location(self.scheme, self.bucket, self.key(name) if self.scheme == "file" else
+                        (f"{self.path}/{name}" if self.path else name))
+
+    def key(self, name: str) -> str:
+        """The object name in the bucket (gs) or the absolute path (file) of ``name``."""
+        if self.scheme == "gs":
+            return f"{self.path}/{name}" if self.path else name
+        return os.path.join(self.path, *name.split("/"))
+
+    def contains(self, other: Location) -> bool:
+        """True when ``other`` is this location or lies anywhere under it."""
+        if (self.scheme, self.bucket) != (other.scheme, other.bucket):
+            return False
+        if self.scheme == "gs" and not self.path:
+            return True  # a whole bucket holds every prefix in it
+        return other.path == self.path or other.path.startswith(self.path.rstrip("/") + "/")
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def parse_location(text: object, what: str, base: Path | None = None) -> Location:
+    """Parse a config value; a relative local path is taken relative to ``base`` (default: cwd)."""
+    if not isinstance(text, str) or not text.strip():
+        raise JobConfigError(
+            f"The thumbnail job needs `{what}` to be a location, `gs://bucket/prefix` or a local "
+            f"directory, but got {text!r}. Set it in workflow/config/config.yaml or on the command "
+            f"line, e.g. `--config {what}=gs://my-bucket/my-prefix`."
+        )
+    text = text.strip()
+    if text.startswith("gs://"):
+        bucket, _, prefix = text[len("gs://"):].partition("/")
+        parts = [p for p in prefix.split("/") if p]
+        if not _BUCKET.match(bucket) or any(p in (".", "..") for p in parts):
+            raise JobConfigError(
+                f"The thumbnail job cannot use {text!r} as `{what}`: a Cloud Storage location is "
+                f"`gs://` followed by a bucket name (3-222 lower-case letters, digits, dots, "
+                f"dashes or underscores) and an optional prefix without `.` or `..` parts, e.g. "
+                f"`gs://nexuslims_example-datafiles/MockDataFiles`."
+            )
+        return Location("gs", bucket, "/".join(parts))
+    if "://" in text:
+        raise JobConfigError(
+            f"The thumbnail job cannot use {text!r} as `{what}`: only `gs://bucket/prefix` "
+            f"locations and local directories are supported."
+        )
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = (base or Path.cwd()) / path
+    # resolve() follows symlinks, so a link from the output into the input is still caught.
+    return Location("file", "", Path(os.path.normpath(path)).resolve().as_posix())
+
+
+def check_locations(source: Location, target: Location) -> None:
+    """Refuse an output that is, or lies under, the input (and the reverse)."""
+    if source == target:
+        relation = "is the same location as"
+    elif source.contains(target):
+        relation = "lies inside"
+    elif target.contains(source):
+        relation = "contains"
+    else:
+        return
+    raise JobConfigError(
+        f"The thumbnail job refuses this configuration: the output {target} {relation} the input "
+        f"{source}. The job never writes where it reads, so that source files stay untouched and "
+        f"previews are never taken for new microscope files on the next run. Choose an output "
+        f"that does not overlap the input, e.g. `--config output=gs://my-bucket/previews` next to "
+        f"`input=gs://my-bucket/raw`, or sibling local folders."
+    )
+
+
+def check_work_prefix(source: Location, work_prefix: str | None) -> None:
+    """Refuse a ``--default-storage-prefix`` (where the job's own files go) under the input."""
+    if not work_prefix:
+        return
+    text = work_prefix if "://" in work_prefix else f"gs://{work_prefix}"
+    if not text.startswith("gs://"):
+        return  # another storage provider: it cannot overlap a gs:// or local input
+    work = parse_location(text, "default-storage-prefix")
+    if source.contains(work):
+        raise JobConfigError(
+            f"The thumbnail job refuses --default-storage-prefix {work_prefix}: it lies inside the "
+            f"input {source}, and Snakemake would write the job's work files among the source "
+            f"files. Point it at a prefix of its own, e.g. `gs://my-bucket/snakemake-work`."
+        )
+
+
+def check_config_file(path: Path) -> None:
+    """Refuse a config file that is not YAML, saying where, before Snakemake reads it (its own
+    message names neither the file nor the line)."""
+    import yaml
+
+    try:
+        yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise JobConfigError(
+            f"The thumbnail job's configuration file {path} is not valid YAML{where}: {what}. "
+            f"Each setting is `key: value` on a line of its own, indented with spaces, never "
+            f"tabs; compare with the file in the repository (`git diff {path.name}` in its "
+            f"folder shows your changes), or leave the file alone and give settings on the "
+            f"command line with `--config KEY=VALUE`."
+        ) from None
+
+
+def config_problem(error: BaseException) -> str:
+    """One paragraph from a failed schema validation (Snakemake wraps jsonschema's error)."""
+    cause: BaseException | None = error
+    while cause is not None and not hasattr(cause, "absolute_path"):
+        cause = cause.__cause__ or cause.__context__  # Snakemake raises it from jsonschema's
+    cause = cause or error
+    where = "/".join(str(p) for p in getattr(cause, "absolute_path", ()))
+    what = getattr(cause, "message", str(cause))
+    return (
+        f"The thumbnail job's configuration is malformed{f' at `{where}`' if where else ''}: "
+        f"{what}. The keys are "
+        f"`input` and `output` (each `gs://bucket/prefix` or a local directory), `batch_size` (a "
+        f"whole number of files per job, at least 1), `max_files` (a whole number, or null for "
+        f"all; `max_files=` on the command line) and `strict` (`strict=True` on the command line); "
+        f"see workflow/schemas/config.schema.yaml."
+    )
+
+
+def preview_name(name: str) -> str:
+    """The preview of ``a/x.dm3`` is ``a/x.dm3.png``: the source extension is kept, so ``x.dm3``
+    and ``x.dm4`` never share a preview."""
+    return name + PREVIEW_SUFFIX
+
+
+def source_of(preview: str) -> str | None:
+    """The source name a preview name belongs to, or None if it is not a preview name."""
+    if preview.endswith(PREVIEW_SUFFIX) and len(preview) > len(PREVIEW_SUFFIX):
+        return preview[: -len(PREVIEW_SUFFIX)]
+    return None
