@@ -30,8 +30,10 @@ it runs, as a spot VM's preemption does (exit code 50001, as Batch reports it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -153,7 +155,7 @@ class _JobRun(threading.Thread):
     def cancel(self) -> None:
         self.cancelled = True
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            _kill_vm(self.proc)
 
     def _set(self, state, text: str) -> None:
         with _lock:
@@ -247,14 +249,22 @@ class _JobRun(threading.Thread):
                                          **kwargs)
             if preempt:
                 time.sleep(1.0)  # the VM goes away while the task runs
-                self.proc.kill()
-                self.proc.wait()
+                _kill_vm(self.proc)
                 code = PREEMPTED
             else:
                 code = self.proc.wait()
         for line in log.read_text(errors="replace").splitlines():
             self._log(line)
         return code
+
+
+def _kill_vm(proc: subprocess.Popen) -> None:
+    """Everything the runnable started dies with it, as when its VM goes: its process group
+    (Popen's start_new_session), not only the bash at its top, whose Snakemake would otherwise
+    run on and race the retry."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 class _Entry:
