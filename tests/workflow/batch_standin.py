@@ -49,7 +49,7 @@ IMAGE_UID, IMAGE_GID = 1000, 100  # NB_UID, NB_GID of quay.io/jupyter images
 WORKDIR = "/tmp/workdir"  # the plugin's host folder and container volume
 PREEMPTED = 50001  # the exit code Batch gives a task whose spot VM was preempted
 STATE = batch_v1.JobStatus.State
-OUT = Path(os.environ.get("MNB_BATCH_STANDIN", tempfile.mkdtemp(prefix="batch-standin-")))
+OUT = Path(os.environ.get("MNB_BATCH_STANDIN") or tempfile.mkdtemp(prefix="batch-standin-"))
 # The image's Python: a venv of the `batch-task` group (nox makes it) from an interpreter the
 # image's user can run, as the image's conda Python is.
 TASK_PYTHON = os.environ.get("MNB_BATCH_TASK_PYTHON", sys.executable)
