@@ -60,7 +60,8 @@ def tests(session: nox.Session) -> None:
     session.run("pytest",
                 "--numprocesses=3",  # most tests wait on servers, retries and browsers, not CPU
                 "--dist=loadfile",  # a file's tests share its fixtures (a browser, a JupyterLab)
-                *session.posargs, env={"MNB_BATCH_PYTHON": _batch_python(session)})
+                *session.posargs, env={"MNB_BATCH_PYTHON": _batch_python(session),
+                                       "MNB_BATCH_TASK_PYTHON": _task_python(session)})
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -133,6 +134,33 @@ def _batch_python(session: nox.Session) -> str:
         session.run("python", "-m", "venv", str(venv), external=True)
     session.run(str(python), "-m", "pip", "install", "--quiet",
                 *nox.project.dependency_groups(PYPROJECT, "batch"), external=True)
+    return str(python)
+
+
+def _task_python(session: nox.Session) -> str:
+    """The venv the tests' Google Batch stand-in runs tasks with, as the image's user (uid 1000).
+
+    That user must be able to run its interpreter: a Python under /root (pyenv, uv's own) will not
+    do, so the venv is made from the first candidate every user can reach.
+    """
+    import shutil
+    import stat
+
+    def reachable(path: Path) -> bool:
+        return all(p.stat().st_mode & stat.S_IXOTH for p in [path, *path.parents])
+
+    venv = ROOT / ".nox" / "batch-task"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        found = (shutil.which(name) for name in ("python3.11", "python3"))
+        candidates = [Path(p).resolve() for p in (*found, "/usr/bin/python3") if p]
+        base = next((c for c in candidates if c.exists() and reachable(c)), None)
+        if base is None:
+            session.error(f"no Python that every user can run among {candidates}: the Batch "
+                          "stand-in runs tasks as uid 1000")
+        session.run("uv", "venv", "--quiet", "--python", str(base), str(venv), external=True)
+    session.run("uv", "pip", "install", "--quiet", "--python", str(python),
+                *nox.project.dependency_groups(PYPROJECT, "batch-task"), external=True)
     return str(python)
 
 

@@ -53,3 +53,14 @@ def batch_python() -> str:
         pytest.fail("no venv with the Google Batch plugin: `nox -s tests` makes it and sets "
                     "MNB_BATCH_PYTHON")
     return python
+
+
+@pytest.fixture(scope="session")
+def task_python() -> str:
+    """The python the Batch stand-in runs tasks with as the image's user (the `batch-task` venv)."""
+    python = os.environ.get("MNB_BATCH_TASK_PYTHON") or str(ROOT / ".nox" / "batch-task" / "bin" /
+                                                            "python")
+    if not Path(python).exists():
+        pytest.fail("no venv for Batch tasks: `nox -s tests` makes it and sets "
+                    "MNB_BATCH_TASK_PYTHON")
+    return python

@@ -36,7 +36,8 @@ ENGINE_CLASS = "needs-container-engine"  # checked: each line is a session of ou
 # (terminal), checked here (the classes above), or included from a tested file (literalinclude).
 ALLOWED_DIRECTIVES = {"{terminal}", "{important}", "{warning}", "{note}", "{tip}",
                       "{literalinclude}", "{package-table}", "{figure}", "{image}", "{admonition}",
-                      "{nb-exec-table}"}  # a table the build fills in; no code
+                      "{nb-exec-table}",  # a table the build fills in; no code
+                      "{roles-table}"}  # the roles a person needs, from iam.yaml; no code
 
 
 @dataclass

@@ -128,6 +128,16 @@ class Emulator:
         assert self._front is not None, "start() the emulator first"
         return self._front.faults
 
+    @property
+    def calls(self):
+        """Every Cloud Storage call served so far (`front.Calls`): who, method, path."""
+        assert self._front is not None, "start() the emulator first"
+        return self._front.calls
+
+    def endpoint_as(self, who: str) -> str:
+        """An endpoint whose calls are recorded as ``who`` (the emulator checks no credentials)."""
+        return f"{self.endpoint}/as/{who}"
+
     def _client_env(self, tmp: Path) -> dict[str, str]:
         assert self._front is not None
         gcloud_config = tmp / "gcloud"

@@ -12,7 +12,11 @@ It exists for three reasons, each a wire-level gap rather than a client problem:
 * upload ``Location`` headers name the backend's own address; they are rewritten to the address the
   client actually used, whatever its scheme.
 
-It also carries a fault table (`Faults`) so tests can make the storage misbehave on purpose.
+It also carries a fault table (`Faults`) so tests can make the storage misbehave on purpose, and
+records every call it serves (`Calls`: who, method, path), from which the tests derive the IAM
+permissions each person needs (`microscopy_notebook.cloud.permissions`). The emulator checks no
+credentials, so "who" is told by a path prefix: a client whose endpoint is
+``http://127.0.0.1:PORT/as/NAME`` is recorded as NAME (the prefix is removed before anything else).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+_AS = re.compile(r"^/as/([A-Za-z0-9_-]+)(/.*)$")
 _LAYOUT = re.compile(r"^/storage/v1/b/([^/?]+)/storageLayout(\?|$)")
 
 HOP_BY_HOP = {
@@ -84,6 +89,33 @@ class Faults:
         return None
 
 
+@dataclass(frozen=True)
+class Call:
+    who: str  # "" unless the client's endpoint named someone (/as/NAME)
+    method: str
+    path: str
+
+
+@dataclass
+class Calls:
+    """Every request the front served, in order; thread-safe."""
+
+    _items: list[Call] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, call: Call) -> None:
+        with self._lock:
+            self._items.append(call)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def list(self) -> list[Call]:
+        with self._lock:
+            return list(self._items)
+
+
 _REASONS = {429: ("usageLimits", "rateLimitExceeded"), 503: ("global", "backendError")}
 
 
@@ -120,6 +152,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _proxy(self) -> None:
         body = self._read_body()
+        who = ""
+        named = _AS.match(self.path)
+        if named:
+            who, self.path = named.group(1), named.group(2)
+        self.server.calls.add(Call(who, self.command, self.path))
         action = self.server.faults.take(self.command, self.path)
         if action == "reset":
             self.close_connection = True
@@ -153,6 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "DELETE" and status == 200 and data.strip() in (b"", b"null"):
             status, data = 204, b""
         here = f"{self.server.scheme}://{self.headers.get('Host', self.server.public_host)}"
+        if who:  # links the client follows (upload sessions) stay recorded as the same person
+            here += f"/as/{who}"
         there = f"http://{self.server.backend[0]}:{self.server.backend[1]}"
         fixed = []
         for key, value in out_headers:
@@ -203,10 +242,11 @@ class _FrontServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, backend: tuple[str, int], faults: Faults, scheme: str,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, calls: Calls | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.backend = backend
         self.faults = faults
+        self.calls = calls if calls is not None else Calls()
         self.scheme = scheme
         self.public_host = f"127.0.0.1:{self.server_address[1]}"
         if ssl_context is not None:
@@ -226,9 +266,10 @@ class Front:
 
     def __init__(self, backend: tuple[str, int], ssl_context: ssl.SSLContext) -> None:
         self.faults = Faults()
+        self.calls = Calls()
         self._servers = [
-            _FrontServer(backend, self.faults, "http"),
-            _FrontServer(backend, self.faults, "https", ssl_context),
+            _FrontServer(backend, self.faults, "http", calls=self.calls),
+            _FrontServer(backend, self.faults, "https", ssl_context, calls=self.calls),
         ]
         self._threads = [threading.Thread(target=s.serve_forever, daemon=True)
                          for s in self._servers]

@@ -30,12 +30,13 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from microscopy_notebook.image import registry
 from microscopy_notebook.image.packages import Package
 from microscopy_notebook.image.packages import load as load_packages
 from microscopy_notebook.paths import ROOT
 
 CONTEXT = ROOT / "image"
-NAME = "microscopy-notebook"
+NAME = registry.load().name  # image/registry.yaml: the one place the name is written
 ENGINES = ("docker", "podman")
 NO_ENGINE = "no container engine"
 
