@@ -35,8 +35,9 @@ def command(*args: str, python: str = sys.executable, snakefile: Path = SNAKEFIL
     return [python, "-m", "snakemake", "-s", str(snakefile), *args]
 
 
-def snakemake(cwd: Path, *args: str, env: dict, python: str = sys.executable,
+def snakemake(cwd: Path, *args: str, env: dict | None = None, python: str = sys.executable,
               timeout: float = 600) -> subprocess.CompletedProcess:
+    """Snakemake on the thumbnail job, as users run it (``env``: default, this process's)."""
     run = subprocess.run(command(*args, python=python), cwd=cwd, env=env, capture_output=True,
                          text=True, timeout=timeout)
     print(run.stdout, run.stderr, sep="\n")  # shown by pytest when a test fails

@@ -11,7 +11,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -26,7 +25,7 @@ from microscopy_notebook.book import roles_table
 from microscopy_notebook.cloud import samples
 from microscopy_notebook.image import registry
 from microscopy_notebook.paths import ROOT
-from tests.workflow.jobrun import GOOGLEBATCH, LOCAL, SNAKEFILE, WORKFLOW, summary
+from tests.workflow.jobrun import GOOGLEBATCH, LOCAL, WORKFLOW, snakemake, summary
 
 STANDIN = Path(__file__).with_name("batch_standin.py")
 PROFILE = yaml.safe_load((GOOGLEBATCH / "config.yaml").read_text())
@@ -134,11 +133,9 @@ def test_batch_run_lands_every_preview_byte_for_byte_as_the_local_run(
     on_batch = previews(gcs, finished.bucket, "previews/")
     assert sorted(on_batch) == sorted(f"{name}.png" for name in PREVIEWABLE)
     # The same files, run here with the local profile into another prefix of the same bucket.
-    local = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE),
-         "--profile", str(LOCAL), "--config", f"input=gs://{finished.bucket}/raw",
-         f"output=gs://{finished.bucket}/local"],
-        cwd=tmp_path, env=storage_env, capture_output=True, text=True, timeout=600)
+    local = snakemake(tmp_path, "--profile", str(LOCAL), "--config",
+                      f"input=gs://{finished.bucket}/raw", f"output=gs://{finished.bucket}/local",
+                      env=storage_env)
     assert local.returncode == 0, local.stderr[-3000:]
     assert previews(gcs, finished.bucket, "local/") == on_batch
     # Every task ran in the image's user's Python with nothing installed at run time.

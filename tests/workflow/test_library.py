@@ -13,26 +13,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 import render_batch
 import write_manifests
-from microscopy_notebook.paths import ROOT
+from tests.workflow.jobrun import SNAKEFILE, WORKFLOW, png_size, snakemake
 from thumbnails import formats, locations, report, store
 from thumbnails.locations import JobConfigError, Location, parse_location
 from thumbnails.plan import make_plan, split, what_is_new
-
-WORKFLOW = ROOT / "workflow"
-SNAKEFILE = WORKFLOW / "Snakefile"
-
-
-def snakemake(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    return Image.open(io.BytesIO(data)).size
 
 
 # -- locations and refusals -----------------------------------------------------------------------

@@ -5,38 +5,30 @@ emulator or folders on disk; then the Google Batch profile, as far as it goes wi
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
-from PIL import Image
 
 from microscopy_notebook.cloud import samples
-from tests.workflow.jobrun import GOOGLEBATCH, LOCAL, SNAKEFILE, WORKFLOW, report_of
+from tests.workflow.jobrun import (
+    GOOGLEBATCH,
+    LOCAL,
+    WORKFLOW,
+    png_size,
+    report_of,
+    snakemake,
+)
 
 NOTHING = "Nothing to be done"
 PREVIEWABLE = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
 
 pytestmark = pytest.mark.slow
-
-
-def snakemake(cwd: Path, *args: str, env: dict | None = None,
-              python: str = sys.executable) -> subprocess.CompletedProcess:
-    run = subprocess.run([python, "-m", "snakemake", "-s", str(SNAKEFILE), *args], cwd=cwd,
-                         env=env, capture_output=True, text=True, timeout=600)
-    print(run.stdout, run.stderr, sep="\n")  # shown by pytest when a test fails
-    return run
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    return Image.open(io.BytesIO(data)).size
 
 
 def state(client, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:

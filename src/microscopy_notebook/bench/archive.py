@@ -33,10 +33,16 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from microscopy_notebook.bench.common import BUCKET, OUT_BUCKET, machine, measured, table
+from microscopy_notebook.bench.common import (
+    BUCKET,
+    OUT_BUCKET,
+    job_command,
+    machine,
+    measured,
+    table,
+)
 from microscopy_notebook.cloud import samples
 from microscopy_notebook.cloud.emulator import Emulator, _env
-from microscopy_notebook.paths import ROOT
 
 BATCH = 200  # the job's default batch_size: how the done output is laid out
 SEED_THREADS = 32  # uploads at once while seeding; the emulator's front is the bottleneck
@@ -134,10 +140,7 @@ def report_sizes() -> dict[str, int]:
 
 
 def _job(env: dict[str, str], work: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile"),
-            "--profile", str(ROOT / "workflow" / "profiles" / "local"), "--cores", "2",
-            "--quiet", "all", "--directory", str(work),
-            "--config", f"input=gs://{BUCKET}/in", f"output={OUTPUT}", *extra]
+    return job_command(work, OUTPUT, *extra)
 
 
 def latency(env: dict[str, str], work: Path) -> float:

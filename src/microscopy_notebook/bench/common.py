@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from microscopy_notebook.cloud import samples
+from microscopy_notebook.paths import WORKFLOW
 
 BUCKET = "nexuslims_example-bench"
 OUT_BUCKET = "nexuslims_example-bench-out"
@@ -73,6 +74,14 @@ def machine() -> dict:
             "python": platform.python_version(),
             "snakemake": importlib.metadata.version("snakemake"),
             "bytecode_compiled": compiled}
+
+
+def job_command(work: Path, output: str, *extra: str) -> list[str]:
+    """The thumbnail job as users run it locally, on the benchmark's input, two cores."""
+    return [sys.executable, "-m", "snakemake", "-s", str(WORKFLOW / "Snakefile"),
+            "--profile", str(WORKFLOW / "profiles" / "local"), "--cores", "2",
+            "--quiet", "all", "--directory", str(work),
+            "--config", f"input=gs://{BUCKET}/in", f"output={output}", *extra]
 
 
 # -- measuring ----------------------------------------------------------------------------------

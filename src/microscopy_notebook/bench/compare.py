@@ -34,6 +34,7 @@ from pathlib import Path
 from microscopy_notebook.bench.common import (
     BUCKET,
     OUT_BUCKET,
+    job_command,
     machine,
     measured,
     seed_folder,
@@ -75,12 +76,8 @@ def run_original(names, companions, env, work: Path, staged: Path | None) -> dic
 def run_ours(n: int, env, work: Path) -> dict:
     run = f"ours-{uuid.uuid4().hex[:8]}"
     (work / run).mkdir()
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile"),
-           "--profile", str(ROOT / "workflow" / "profiles" / "local"), "--cores", "2",
-           "--quiet", "all", "--directory", str(work / run),
-           "--config", f"input=gs://{BUCKET}/in", f"output=gs://{OUT_BUCKET}/{run}",
-           f"max_files={n}"]
-    return measured(cmd, env, work)
+    return measured(job_command(work / run, f"gs://{OUT_BUCKET}/{run}", f"max_files={n}"), env,
+                    work)
 
 
 def run_render(paths: list[Path]) -> dict:

@@ -25,6 +25,7 @@ from pathlib import Path
 from microscopy_notebook.bench.common import (
     BUCKET,
     OUT_BUCKET,
+    job_command,
     machine,
     measured,
     seed_folder,
@@ -32,15 +33,10 @@ from microscopy_notebook.bench.common import (
 )
 from microscopy_notebook.cloud import samples
 from microscopy_notebook.cloud.emulator import Emulator
-from microscopy_notebook.paths import ROOT
 
 
 def _job(env: dict[str, str], work: Path, output: str, *extra: str) -> dict:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile"),
-           "--profile", str(ROOT / "workflow" / "profiles" / "local"), "--cores", "2",
-           "--quiet", "all", "--directory", str(work),
-           "--config", f"input=gs://{BUCKET}/in", f"output={output}", *extra]
-    return measured(cmd, env, work)
+    return measured(job_command(work, output, *extra), env, work)
 
 
 def _add_new(env: dict[str, str], count: int) -> None:
