@@ -61,6 +61,7 @@ def test_local_names_are_the_folders_modules_and_packages(tmp_path: Path) -> Non
         (tmp_path / init).write_text("")
     (tmp_path / "not_a_package").mkdir()
     assert imports.local_names(tmp_path) == {"render_batch", "thumbnails"}
-    code = "import thumbnails.draw.image\nfrom thumbnails.formats import FORMATS\nimport numpy\n"
+    code = ("import thumbnails.draw.micrograph\nfrom thumbnails.formats import FORMATS\n"
+            "import numpy\n")
     assert imports.unprovided(imports.imports(code), imports.local_names(tmp_path),
                               {"numpy"}) == []

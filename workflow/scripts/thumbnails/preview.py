@@ -51,8 +51,8 @@ from PIL import Image, ImageDraw
 
 from .canvas import INK, PREVIEW_SIZE, SIZE, Drawn, encode_png, join_parts, load_font, wrap
 from .draw.fourd import draw_4d
-from .draw.image import draw_image
 from .draw.linescan import draw_linescan
+from .draw.micrograph import draw_micrograph
 from .draw.spectrum import draw_spectrum
 from .draw.spectrum_image import draw_spectrum_image, navigator_for
 from .draw.stack import draw_stack
@@ -169,7 +169,7 @@ def _draw(view: View, views: list[View], signals: list[Signal], pick: int, title
           subtitle: str, name: str) -> Drawn:
     metadata = signals[pick].metadata
     if view.kind == "image":
-        return draw_image(view, title, subtitle, signals[pick].original)
+        return draw_micrograph(view, title, subtitle, signals[pick].original)
     if view.kind == "image-stack":
         return draw_stack(view, title, subtitle)
     if view.kind == "spectrum":

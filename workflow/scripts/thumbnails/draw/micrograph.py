@@ -1,6 +1,6 @@
-"""A 2-D image: in grey, contrast stretched between the 0.5th and 99.5th percentiles, with a
-scalebar bottom left. SEM TIFFs keep their data bar; the scalebar sits above it (FEI states its
-height) or top left (Zeiss).
+"""A micrograph (2-D image data; the report calls its kind `image`): in grey, contrast stretched
+between the 0.5th and 99.5th percentiles, with a scalebar bottom left. SEM TIFFs keep their data
+bar; the scalebar sits above it (FEI states its height) or top left (Zeiss).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from ..canvas import HEADER, SIZE, Drawn, dims, image_panel, join_parts, new_can
 from ..signals import View
 
 
-def draw_image(view: View, title: str, subtitle: str, original: dict) -> Drawn:
+def draw_micrograph(view: View, title: str, subtitle: str, original: dict) -> Drawn:
     ay, ax = view.sig
     canvas, draw = new_canvas("L", title, join_parts(subtitle, f"image {dims([ax.size, ay.size])}"))
     bar = image_panel(canvas, draw, view.data, ay, ax, (0, HEADER, SIZE, SIZE),
