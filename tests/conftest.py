@@ -44,23 +44,20 @@ def sample_dir() -> Path:
     return samples.files()
 
 
+def _venv_python(variable: str, folder: str, what: str) -> str:
+    python = os.environ.get(variable) or str(ROOT / ".nox" / folder / "bin" / "python")
+    if not Path(python).exists():
+        pytest.fail(f"no venv {what}: `nox -s tests` makes it and sets {variable}")
+    return python
+
+
 @pytest.fixture(scope="session")
 def batch_python() -> str:
     """The python of the venv with the Google Batch executor plugin (google-cloud-storage<3)."""
-    python = os.environ.get("MNB_BATCH_PYTHON") or str(ROOT / ".nox" / "batch-plugin" / "bin" /
-                                                       "python")
-    if not Path(python).exists():
-        pytest.fail("no venv with the Google Batch plugin: `nox -s tests` makes it and sets "
-                    "MNB_BATCH_PYTHON")
-    return python
+    return _venv_python("MNB_BATCH_PYTHON", "batch-plugin", "with the Google Batch plugin")
 
 
 @pytest.fixture(scope="session")
 def task_python() -> str:
     """The python the Batch stand-in runs tasks with as the image's user (the `batch-task` venv)."""
-    python = os.environ.get("MNB_BATCH_TASK_PYTHON") or str(ROOT / ".nox" / "batch-task" / "bin" /
-                                                            "python")
-    if not Path(python).exists():
-        pytest.fail("no venv for Batch tasks: `nox -s tests` makes it and sets "
-                    "MNB_BATCH_TASK_PYTHON")
-    return python
+    return _venv_python("MNB_BATCH_TASK_PYTHON", "batch-task", "for Batch tasks")

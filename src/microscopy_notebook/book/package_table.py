@@ -23,6 +23,7 @@ from docutils.parsers.rst import directives
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
+from microscopy_notebook.book import tables
 from microscopy_notebook.image import packages
 
 HEADER = ("Package", "Version", "What it is for")
@@ -53,7 +54,7 @@ class PackageTable(SphinxDirective):
         for width in WIDTHS:
             group += nodes.colspec(colwidth=width)
         head = nodes.thead()
-        head += _row([nodes.paragraph(text=text) for text in HEADER])
+        head += tables.row([nodes.paragraph(text=text) for text in HEADER])
         group += head
         body = nodes.tbody()
         for package in listed:
@@ -63,19 +64,10 @@ class PackageTable(SphinxDirective):
                 name += nodes.Text(f" ({package.channel})")
             version = nodes.paragraph()
             version += nodes.literal(text=package.spec) if package.spec else nodes.Text("any")
-            body += _row([name, version, nodes.paragraph(text=package.purpose)])
+            body += tables.row([name, version, nodes.paragraph(text=package.purpose)])
         group += body
         self.add_name(table)
         return [table]
-
-
-def _row(cells: list[nodes.Node]) -> nodes.row:
-    row = nodes.row()
-    for cell in cells:
-        entry = nodes.entry()
-        entry += cell
-        row += entry
-    return row
 
 
 def setup(app: Sphinx) -> dict[str, object]:

@@ -23,6 +23,8 @@ from docutils.parsers.rst import directives
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
+from microscopy_notebook.book import tables
+
 IAM = Path(__file__).with_name("iam.yaml")
 HEADER = ("Role", "ID", "What it grants here")
 WIDTHS = (24, 34, 42)
@@ -84,7 +86,7 @@ class RolesTable(SphinxDirective):
         for width in WIDTHS:
             group += nodes.colspec(colwidth=width)
         head = nodes.thead()
-        head += _row([nodes.paragraph(text=text) for text in HEADER])
+        head += tables.row([nodes.paragraph(text=text) for text in HEADER])
         group += head
         body = nodes.tbody()
         for role_id in person.roles:
@@ -97,18 +99,9 @@ class RolesTable(SphinxDirective):
                 if i:
                     grants += nodes.Text(", ")
                 grants += nodes.literal(text=permission)
-            body += _row([nodes.paragraph(text=role["title"]), ident, grants])
+            body += tables.row([nodes.paragraph(text=role["title"]), ident, grants])
         group += body
         return [table]
-
-
-def _row(cells: list[nodes.Node]) -> nodes.row:
-    row = nodes.row()
-    for cell in cells:
-        entry = nodes.entry()
-        entry += cell
-        row += entry
-    return row
 
 
 def setup(app: Sphinx) -> dict:
