@@ -141,15 +141,20 @@ def _task_python(session: nox.Session) -> str:
     """The venv the tests' Google Batch stand-in runs tasks with, as the image's user (uid 1000).
 
     That user must be able to run its interpreter: a Python under /root (pyenv, uv's own) will not
-    do, so the venv is made from the first candidate every user can reach.
+    do, so the venv is made from the first candidate every user can reach; and it lives in the
+    system's temporary folder, not in the checkout, which may sit in a folder only root may enter
+    (a clone into `mktemp -d`, as CI makes).
     """
+    import hashlib
     import shutil
     import stat
+    import tempfile
 
     def reachable(path: Path) -> bool:
         return all(p.stat().st_mode & stat.S_IXOTH for p in [path, *path.parents])
 
-    venv = ROOT / ".nox" / "batch-task"
+    checkout = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]  # one venv per checkout
+    venv = Path(tempfile.gettempdir()) / f"microscopy-notebook-batch-task-{checkout}"
     python = venv / "bin" / "python"
     if not python.exists():
         found = (shutil.which(name) for name in ("python3.11", "python3"))
@@ -161,6 +166,9 @@ def _task_python(session: nox.Session) -> str:
         session.run("uv", "venv", "--quiet", "--python", str(base), str(venv), external=True)
     session.run("uv", "pip", "install", "--quiet", "--python", str(python),
                 *nox.project.dependency_groups(PYPROJECT, "batch-task"), external=True)
+    if not reachable(python.parent):
+        session.error(f"{venv} is not reachable by every user: the Batch stand-in runs tasks "
+                      "as uid 1000")
     return str(python)
 
 

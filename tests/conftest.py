@@ -44,8 +44,9 @@ def sample_dir() -> Path:
     return samples.files()
 
 
-def _venv_python(variable: str, folder: str, what: str) -> str:
-    python = os.environ.get(variable) or str(ROOT / ".nox" / folder / "bin" / "python")
+def _venv_python(variable: str, folder: str | None, what: str) -> str:
+    python = os.environ.get(variable) or (str(ROOT / ".nox" / folder / "bin" / "python")
+                                          if folder else "")
     if not Path(python).exists():
         pytest.fail(f"no venv {what}: `nox -s tests` makes it and sets {variable}")
     return python
@@ -60,4 +61,4 @@ def batch_python() -> str:
 @pytest.fixture(scope="session")
 def task_python() -> str:
     """The python the Batch stand-in runs tasks with as the image's user (the `batch-task` venv)."""
-    return _venv_python("MNB_BATCH_TASK_PYTHON", "batch-task", "for Batch tasks")
+    return _venv_python("MNB_BATCH_TASK_PYTHON", None, "for Batch tasks")  # outside the checkout
