@@ -35,6 +35,7 @@ from playwright.sync_api import Page
 from microscopy_notebook.cloud import samples
 from microscopy_notebook.cloud.emulator import Emulator
 from microscopy_notebook.paths import IMAGE, ROOT
+from tests.book.page_outputs import PIXEL_SPREAD_JS
 
 # The folder nbgitpuller clones into: the last part of the repository URL (its `targetpath`
 # default), so the bare repository the tests serve is named like the real one, not "*.git".
@@ -356,28 +357,13 @@ def outputs(page: Page) -> dict:
                 emptyLinks: [...p.querySelectorAll(".jp-MarkdownOutput a")]
                     .filter((a) => !a.textContent.trim()).map((a) => a.getAttribute("href")),
                 images: images.map((img) => {
-                    let spread = null;  // how far the pixels are from one flat colour
-                    if (img.naturalWidth > 0) {
-                        const canvas = document.createElement("canvas");
-                        canvas.width = Math.min(img.naturalWidth, 400);
-                        canvas.height = Math.round(
-                            canvas.width * img.naturalHeight / img.naturalWidth);
-                        const ctx = canvas.getContext("2d");
-                        ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
-                        const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-                        let sum = 0, sq = 0, n = 0;
-                        for (let i = 0; i < px.length; i += 4) {
-                            const v = (px[i] + px[i + 1] + px[i + 2]) / 3;
-                            sum += v; sq += v * v; n += 1;
-                        }
-                        spread = Math.sqrt(sq / n - (sum / n) ** 2);
-                    }
+                    const spread = (${SPREAD})(img);  // how far from one flat colour
                     const box = img.getBoundingClientRect();
                     return {natural: img.naturalWidth, width: box.width, height: box.height,
                             spread: spread};
                 }),
             };
-        }""".replace("${ERRORS}", _ERRORS_JS))
+        }""".replace("${ERRORS}", _ERRORS_JS).replace("${SPREAD}", PIXEL_SPREAD_JS))
 
 
 def screenshot(page: Page, path: Path) -> None:

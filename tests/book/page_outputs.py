@@ -84,3 +84,23 @@ def images(nb: nbformat.NotebookNode) -> int:
     """How many images (plots, galleries) the notebook's outputs hold."""
     return sum("image/png" in output.get("data", {})
                for cell in _code(nb) for output in cell.outputs)
+
+
+# In the page, for an <img>: how far its pixels are from one flat colour (the standard deviation
+# of their grey levels, on a copy at most 400 px wide), or null when it did not load. A blank or
+# black picture is a broken preview even when it loaded.
+PIXEL_SPREAD_JS = """(img) => {
+    if (!(img.naturalWidth > 0)) return null;
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.min(img.naturalWidth, 400);
+    canvas.height = Math.round(canvas.width * img.naturalHeight / img.naturalWidth);
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+    const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    let sum = 0, sq = 0, n = 0;
+    for (let i = 0; i < px.length; i += 4) {
+        const v = (px[i] + px[i + 1] + px[i + 2]) / 3;
+        sum += v; sq += v * v; n += 1;
+    }
+    return Math.sqrt(sq / n - (sum / n) ** 2);
+}"""

@@ -36,6 +36,7 @@ from playwright.sync_api import BrowserContext, Page, Route, sync_playwright
 from microscopy_notebook import book
 from microscopy_notebook.book import publish
 from microscopy_notebook.paths import ROOT
+from tests.book.page_outputs import PIXEL_SPREAD_JS
 
 HTML = book.HTML
 CHROMIUM = Path("/usr/bin/chromium")
@@ -186,26 +187,12 @@ def _images(page: Page, selector: str = "img") -> list[dict]:
             await Promise.all(images.map((img) => img.decode().catch(() => null)));
             return images.map((img) => {
                 const box = img.getBoundingClientRect();
-                let spread = null;  // how far the pixels are from one flat colour
-                if (img.naturalWidth > 0) {
-                    const canvas = document.createElement("canvas");
-                    canvas.width = Math.min(img.naturalWidth, 400);
-                    canvas.height = Math.round(canvas.width * img.naturalHeight / img.naturalWidth);
-                    const ctx = canvas.getContext("2d");
-                    ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
-                    const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-                    let sum = 0, sq = 0, n = 0;
-                    for (let i = 0; i < px.length; i += 4) {
-                        const v = (px[i] + px[i + 1] + px[i + 2]) / 3;
-                        sum += v; sq += v * v; n += 1;
-                    }
-                    spread = Math.sqrt(sq / n - (sum / n) ** 2);
-                }
+                const spread = (${SPREAD})(img);  // how far from one flat colour
                 return {src: img.currentSrc || img.src, natural: img.naturalWidth,
                         width: box.width, height: box.height, spread: spread,
                         hidden: img.closest("[hidden], .only-dark, .only-light") !== null};
             });
-        }""",
+        }""".replace("${SPREAD}", PIXEL_SPREAD_JS),
         selector,
     )
 
