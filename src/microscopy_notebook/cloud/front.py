@@ -13,9 +13,9 @@ It exists for three reasons, each a wire-level gap rather than a client problem:
   client actually used, whatever its scheme.
 
 It also carries a fault table (`Faults`) so tests can make the storage misbehave on purpose, and
-records every call it serves (`Calls`: who, method, path), from which the tests derive the IAM
-permissions each person needs (`microscopy_notebook.cloud.permissions`). The emulator checks no
-credentials, so "who" is told by a path prefix: a client whose endpoint is
+records every call it serves (`Calls`: who, method, path, the bearer token sent), from which the
+tests derive the IAM permissions each person needs (`microscopy_notebook.cloud.permissions`). The
+emulator checks no credentials, so "who" is told by a path prefix: a client whose endpoint is
 ``http://127.0.0.1:PORT/as/NAME`` is recorded as NAME (the prefix is removed before anything else).
 """
 
@@ -94,6 +94,7 @@ class Call:
     who: str  # "" unless the client's endpoint named someone (/as/NAME)
     method: str
     path: str
+    bearer: str = ""  # the access token the client sent, if any: whose sign-in it used
 
 
 @dataclass
@@ -156,7 +157,9 @@ class _Handler(BaseHTTPRequestHandler):
         named = _AS.match(self.path)
         if named:
             who, self.path = named.group(1), named.group(2)
-        self.server.calls.add(Call(who, self.command, self.path))
+        auth = self.headers.get("Authorization", "")
+        bearer = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+        self.server.calls.add(Call(who, self.command, self.path, bearer))
         action = self.server.faults.take(self.command, self.path)
         if action == "reset":
             self.close_connection = True
