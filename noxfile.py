@@ -32,6 +32,7 @@ def _install(session: nox.Session, *groups: str) -> None:
 
 def build_book(session: nox.Session, *args: str) -> None:
     """Build the book with the storage emulator up and the samples seeded; every notebook runs."""
+    _use_images_gsutil(session)
     session.run("python", "-m", "microscopy_notebook.book", *args)
     session.log(f"the site is at {BOOK_HTML / 'index.html'}")
 
@@ -56,7 +57,7 @@ def tests(session: nox.Session) -> None:
     """Run the whole test suite: book, workflow, image spec and the built site."""
     _install(session, "test")
     _ensure_chromium(session)  # tests/book/test_browser.py drives Debian's chromium
-    build_book(session)  # the site tests read what the docs session would publish
+    build_book(session)  # the site tests read what the docs session would publish (and gsutil)
     session.run("pytest",
                 "--numprocesses=3",  # most tests wait on servers, retries and browsers, not CPU
                 "--dist=loadfile",  # a file's tests share its fixtures (a browser, a JupyterLab)
@@ -126,6 +127,31 @@ def image(session: nox.Session) -> None:
     session.log(f"built and checked: {', '.join(tags)}")
 
 
+def _use_images_gsutil(session: nox.Session) -> None:
+    """`gsutil` as the image has it, first on PATH: image/gsutil.txt in a venv, behind gsutil.py.
+
+    The book's commands and the tests then run the release readers get, not whatever gsutil this
+    machine has (Google's CLI package stops carrying one after March 2027).
+    """
+    venv = ROOT / ".nox" / "gsutil"
+    lock = ROOT / "image" / "gsutil.txt"
+    stamp = venv / "installed-from.txt"  # the lock it was made from: a new lock, a new venv
+    if not stamp.exists() or stamp.read_text() != lock.read_text():
+        session.run("uv", "venv", "--quiet", "--clear", "--python", PYTHON, str(venv),
+                    external=True)
+        session.run("uv", "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+                    "--require-hashes", "--requirement", str(lock), external=True)
+        stamp.write_text(lock.read_text())
+    shim = venv / "shim"
+    shim.mkdir(exist_ok=True)
+    (shim / "gsutil").write_text(
+        f'#!/bin/sh\nexec "{venv}/bin/python" "{ROOT}/image/gsutil.py" "$@"\n')
+    (shim / "gsutil").chmod(0o755)
+    path = session.env.get("PATH") or os.environ["PATH"]
+    if not path.startswith(f"{shim}{os.pathsep}"):
+        session.env["PATH"] = f"{shim}{os.pathsep}{path}"
+
+
 def _batch_python(session: nox.Session) -> str:
     """A venv of its own for the Google Batch executor plugin (it needs google-cloud-storage<3)."""
     venv = ROOT / ".nox" / "batch-plugin"
@@ -176,6 +202,7 @@ def _task_python(session: nox.Session) -> str:
 def bench(session: nox.Session) -> None:
     """Time the thumbnail job against the original guide's job shape: -- --files N, --scale N."""
     _install(session, "test")
+    _use_images_gsutil(session)  # the book build it times runs gsutil commands
     session.run("python", "-m", "microscopy_notebook.bench", *session.posargs)
 
 

@@ -50,6 +50,13 @@ def test_the_install_parser_skips_option_values_and_reads_python_m_pip() -> None
     assert files == ["/tmp/list", "r.txt"]
 
 
+def test_stages_are_told_apart_by_their_names_and_the_image_is_the_last() -> None:
+    steps = dockerfile.instructions("ARG B=x\nFROM ${B} AS build\nRUN make\nFROM ${B}\n"
+                                    "COPY --from=build /a /a\n")
+    assert dockerfile.stages(steps) == {"build": [("FROM", "${B} AS build"), ("RUN", "make")],
+                                        "": [("FROM", "${B}"), ("COPY", "--from=build /a /a")]}
+
+
 def test_apt_packages_are_the_words_of_apt_get_install_without_options() -> None:
     text = ("FROM x\nRUN apt-get update && \\\n    apt-get install -y --no-install-recommends \\\n"
             "    # why curl\n    curl \\\n    git && \\\n    rm -rf /var/lib/apt/lists/*\n"
@@ -74,7 +81,8 @@ def test_the_dockerfile_installs_nothing_the_list_lacks() -> None:
     for file in files:  # the COPY'd list itself, or a file made from it (comments stripped)
         made_from = re.findall(rf"(\S+)\s*>\s*{re.escape(file)}(?:\s|$)", runs)
         origin = copied.get(file) or copied.get(made_from[0] if made_from else "", [])
-        assert [Path(s).name for s in origin] == ["packages.txt"], f"--file {file}"
+        # the conda list, or gsutil's lock (tests/image/test_gsutil.py checks how it installs)
+        assert [Path(s).name for s in origin] in (["packages.txt"], ["gsutil.txt"]), file
 
 
 def test_the_dockerfile_follows_the_docker_stacks_conventions() -> None:
@@ -84,8 +92,10 @@ def test_the_dockerfile_follows_the_docker_stacks_conventions() -> None:
     assert re.fullmatch(r"ARG BASE_IMAGE=quay\.io/jupyter/minimal-notebook:20\d\d-\d\d-\d\d",
                         lines[pin])
     assert lines[pin - 1].startswith("#"), "the pin says why"
-    steps = dockerfile.instructions(text)
-    assert steps[1] == ("FROM", "${BASE_IMAGE}")
+    every_stage = dockerfile.stages(dockerfile.instructions(text))
+    assert all(s[0][1].split()[0] == "${BASE_IMAGE}" for s in every_stage.values()), "one base"
+    steps = every_stage[""]  # the image itself; a build stage leaves only what it copies out
+    assert steps[0] == ("FROM", "${BASE_IMAGE}")
     assert ("SHELL", '["/bin/bash", "-o", "pipefail", "-c"]') in steps
     users = [args for keyword, args in steps if keyword == "USER"]
     assert users[-1] == "${NB_UID}"
@@ -120,16 +130,15 @@ def test_every_apt_package_has_a_comment_saying_why() -> None:
         assert lines[i - 1].strip().startswith("#"), f"apt package {name}: say why"
 
 
-def test_the_gcloud_cli_the_image_installs_provides_gcloud_and_gsutil() -> None:
+def test_the_gcloud_cli_the_image_installs_provides_gcloud() -> None:
     """Not Python: checked on this machine, which has the same Debian package from Google."""
     if shutil.which("dpkg") is None or shutil.which("gcloud") is None:
         pytest.fail("needs a Debian machine with Google's google-cloud-cli package (the gcloud "
                     "CLI): the storage tests use it too")
     apt = dockerfile.apt_packages(DOCKERFILE.read_text())
-    for command in ("gcloud", "gsutil"):
-        owner = subprocess.run(["dpkg", "-S", shutil.which(command)], capture_output=True,
-                               text=True).stdout.split(":")[0]
-        assert owner in apt, f"{command} comes from {owner!r}, which the image does not install"
+    owner = subprocess.run(["dpkg", "-S", shutil.which("gcloud")], capture_output=True,
+                           text=True).stdout.split(":")[0]
+    assert owner in apt, f"gcloud comes from {owner!r}, which the image does not install"
     version = subprocess.run(["gcloud", "--version"], capture_output=True, text=True, timeout=120)
     assert version.returncode == 0 and "Google Cloud SDK" in version.stdout
 
@@ -156,3 +165,7 @@ def test_every_hadolint_ignore_says_why() -> None:
     for rule in config.get("ignored", []):
         i = next(i for i, line in enumerate(lines) if line.strip() == f"- {rule}")
         assert lines[i - 1].strip().startswith("#"), f"{rule}: say why it is ignored"
+    lines = DOCKERFILE.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("# hadolint ignore="):
+            assert lines[i - 1].startswith("# "), f"Dockerfile:{i + 1}: say why it is ignored"

@@ -3,12 +3,14 @@
 Nothing here pretends: without a working engine (docker or podman whose ``info`` answers) the
 build does not happen and the command says so and fails. With one, it builds image/, tags the
 result with today's date and the git commit, then checks inside the container that every package
-of the list imports at a version its spec allows, that ``gcloud``, ``gsutil`` and ``snakemake``
-run, and that the book's notebooks execute against the storage emulator::
+of the list imports at a version its spec allows, that ``gcloud`` and ``snakemake`` run, that
+``gsutil`` is the pinned release with a compiled crcmod, and that the book's notebooks execute
+against the storage emulator::
 
     python -m microscopy_notebook.image engine [--path]   # which engine, or why none
     python -m microscopy_notebook.image tags              # the tags a build gives
     python -m microscopy_notebook.image build [ARGS]      # build, tag, check imports and CLIs
+    python -m microscopy_notebook.image lock-gsutil VER   # pin gsutil VER in image/gsutil.txt
     python -m microscopy_notebook.cloud.emulator --seed -- \
         python -m microscopy_notebook.image notebooks --image REF
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from microscopy_notebook.image import registry
+from microscopy_notebook.image import gsutil, registry
 from microscopy_notebook.image.packages import Package
 from microscopy_notebook.image.packages import load as load_packages
 from microscopy_notebook.paths import ROOT
@@ -125,7 +127,6 @@ print(json.dumps(result))
 
 CLI_CHECKS = (
     ("gcloud", "--version"),
-    ("gsutil", "version"),
     ("snakemake", "--version"),
 )
 
@@ -173,6 +174,10 @@ def check_image(engine: str, ref: str) -> list[str]:
         print(f"{' '.join(cli)}: {first[0] if first else ''} (exit {proc.returncode})")
         if proc.returncode != 0:
             problems.append(f"`{' '.join(cli)}` exited {proc.returncode}: {proc.stderr.strip()}")
+    proc = subprocess.run([*run, "gsutil", "version", "-l"], capture_output=True, text=True)
+    print(f"gsutil version -l (exit {proc.returncode}):\n{proc.stdout}")
+    problems += gsutil.problems(proc.stdout, gsutil.version()) if proc.returncode == 0 else [
+        f"`gsutil version -l` exited {proc.returncode}: {proc.stderr.strip()}"]
     return problems
 
 
@@ -262,9 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     nbs = sub.add_parser("notebooks", help="run the book's notebooks in the image (emulator up)")
     nbs.add_argument("--engine", help="docker or podman executable (default: found)")
     nbs.add_argument("--image", required=True, help="the image reference to run")
+    pin = sub.add_parser("lock-gsutil", help="pin a gsutil release, with hashes, in gsutil.txt")
+    pin.add_argument("release", help="the gsutil release on PyPI, e.g. 5.38")
     args = parser.parse_args(argv)
     if args.command == "tags":
         print("\n".join(tags()))
+        return 0
+    if args.command == "lock-gsutil":
+        gsutil.LOCK.write_text(gsutil.lock(args.release))
+        print(f"{gsutil.LOCK}: gsutil {args.release} and {len(gsutil.pins()) - 1} packages")
         return 0
 
     engine = args.engine if getattr(args, "engine", None) else None

@@ -33,6 +33,20 @@ def instructions(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def stages(steps: list[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
+    """Each build stage's instructions, FROM first, by its ``AS`` name; the unnamed last stage,
+    the image itself, under "". ARGs before the first FROM belong to none."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for keyword, args in steps:
+        if keyword == "FROM":
+            named = re.split(r"\s+AS\s+", args, flags=re.I)
+            current = out.setdefault(named[1].strip() if len(named) > 1 else "", [])
+        if current is not None:
+            current.append((keyword, args))
+    return out
+
+
 def words(command: str) -> list[str]:
     """One shell command as words, quotes honoured when they can be."""
     try:
