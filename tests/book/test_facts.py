@@ -54,6 +54,7 @@ def test_every_dated_fact_carries_its_source() -> None:
     for page, words, url in [
         ("cloud-storage.md", "after March 2027", "https://cloud.google.com/storage/docs/gsutil"),
         ("migration.md", "After March 2027", "https://cloud.google.com/storage/docs/gsutil"),
+        ("image.md", "until March 2027", "https://cloud.google.com/storage/docs/gsutil"),
         ("migration.md", "Ubuntu 24.04 still ships it",
          "https://manpages.ubuntu.com/manpages/noble/man8/apt-key.8.html"),
         ("migration.md", "HyperSpy 2.1.0", "https://github.com/hyperspy/hyperspy/blob/"),
