@@ -35,6 +35,8 @@ from tests.workflow.batchrun import (
 from tests.workflow.jobrun import GOOGLEBATCH, LOCAL, WORKFLOW, snakemake, summary
 
 PROFILE = yaml.safe_load((GOOGLEBATCH / "config.yaml").read_text())
+# The first job's Batch profile (book/chapters/first-job.md), which runs its task as this one does.
+FIRST_JOB = ROOT / "book" / "examples" / "first-job" / "googlebatch" / "config.yaml"
 PROJECT = "nexuslims-example"
 PREVIEWABLE = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
 ALL_DONE = f"thumbnail job: all {len(PREVIEWABLE)} done;"
@@ -285,10 +287,25 @@ def test_the_image_name_is_written_once_and_every_reader_agrees() -> None:
     assert all(tag.startswith(f"{image.name}:") for tag in build.tags())
     assert PROFILE["googlebatch-container"] == image.uri()
     assert PROFILE["googlebatch-region"] == image.region  # pulls stay inside the region
+    first_job = yaml.safe_load(FIRST_JOB.read_text())
+    assert first_job["googlebatch-container"] == image.uri()
+    assert first_job["googlebatch-region"] == image.region
     # No VM-family path is left: every family but COS installs software on each VM.
     assert "batch-cos" in PROFILE["googlebatch-image-family"]
     assert "software-deployment-method" not in PROFILE
     assert not any(key.startswith("googlebatch-boot-disk") for key in PROFILE)
+
+
+def test_the_first_jobs_profile_runs_its_task_as_this_profile_does() -> None:
+    """The same image on the same system, made to work with the plugin by the same precommand,
+    in the same region: what this module rehearses for the thumbnail job holds for the first job
+    (whose own rehearsal, in tests/book/test_commands.py, runs one small task)."""
+    first_job = yaml.safe_load(FIRST_JOB.read_text())
+    shared = ("googlebatch-container", "googlebatch-image-family", "googlebatch-image-project",
+              "precommand", "googlebatch-region")
+    assert {k: first_job[k] for k in shared} == {k: PROFILE[k] for k in shared}
+    assert first_job["executor"] == PROFILE["executor"] == "googlebatch"
+    assert "software-deployment-method" not in first_job  # it would install at run time
 
 
 def test_what_a_task_runs_with_is_in_the_image_list_at_versions_it_allows(
