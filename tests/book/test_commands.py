@@ -8,25 +8,43 @@ Blocks that need a person at a browser are ```` ```{code-block} bash ```` with
 ``:class: needs-google-login``; they are checked offline: the caption says so on the page, and
 every flag they use exists in the installed CLI. Blocks with ``:class: needs-google-batch`` are
 Snakemake commands for Google Batch: every flag is in the ``snakemake --help`` of the environment
-with the Batch executor plugin, and their dry run plans the job.
+with the Batch executor plugin, and their dry run plans the job. The first job's is also run, as
+the page has it, through the Google Batch stand-in of tests/workflow (as the thumbnail job's
+profile is in tests/workflow/test_googlebatch.py).
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from markdown_it import MarkdownIt
 
-from microscopy_notebook.book import terminal
-from microscopy_notebook.cloud import samples
+from microscopy_notebook.book import roles_table, terminal
+from microscopy_notebook.cloud import permissions, samples
+from microscopy_notebook.image import registry
 from microscopy_notebook.paths import ROOT
+from tests.workflow.batchrun import (
+    INSTALLS,
+    STANDIN,
+    SUBMITTER,
+    BatchRun,
+    standin_env,
+    standin_folder,
+    without_credentials,
+)
+from tests.workflow.jobrun import png_size
 
 CHAPTERS = sorted((ROOT / "book").glob("chapters/*.md")) + [ROOT / "book" / "intro.md"]
 LOGIN_CLASS = "needs-google-login"
@@ -159,13 +177,106 @@ def test_batch_blocks_flags_exist_and_dry_run_plans(block: Block, batch_python: 
     # The dry run, in the folder the page's commands run in, against the seeded emulator; with
     # no Google credentials at all, so that nothing can be submitted.
     samples.seed(client=gcs)
-    first = terminal.blocks(block.page.read_text())[0]
-    src, _, dest = first.options["copy"].partition(" ")
-    shutil.copytree(block.page.parent / src, tmp_path / "job" / dest.strip())
-    env = dict(storage_env, HOME=str(tmp_path), NO_GCE_CHECK="True",
-               GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "no-credentials.json"))
+    job = _page_folder(block.page, tmp_path / "job")
+    env = without_credentials(dict(storage_env, HOME=str(tmp_path)), tmp_path)
     command = block.code.replace("snakemake ", f"{shlex.quote(batch_python)} -m snakemake ", 1)
-    dry = subprocess.run(["bash", "-c", command + " -n"], cwd=tmp_path / "job", env=env,
+    dry = subprocess.run(["bash", "-c", command + " -n"], cwd=job, env=env,
                          capture_output=True, text=True, timeout=300)
     assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-3000:]
     assert "rule plot:" in dry.stdout + dry.stderr
+
+
+def _page_folder(page: Path, where: Path) -> Path:
+    """The folder a page's commands run in, as the build makes it: the copy its first terminal
+    block asks for (`:copy: SRC [DEST]`). Returns the folder to run in."""
+    first = terminal.blocks(page.read_text())[0]
+    src, _, dest = first.options["copy"].partition(" ")
+    shutil.copytree(page.parent / src, where / dest.strip(),
+                    ignore=shutil.ignore_patterns("__pycache__", ".snakemake"))
+    return where
+
+
+FIRST_JOB = ROOT / "book" / "chapters" / "first-job.md"
+FIRST_JOB_PROFILE = ROOT / "book" / "examples" / "first-job" / "googlebatch" / "config.yaml"
+
+
+@pytest.mark.slow
+def test_first_jobs_batch_command_runs_in_the_image_and_makes_the_local_runs_picture(
+        batch_python: str, task_python: str, emulator, gcs, storage_env: dict,
+        tmp_path: Path) -> None:
+    """The page's Google Batch command as the reader types it, with `snakemake` run through the
+    Batch stand-in (real executor plugin, the page's profile and files, storage in the emulator,
+    no Google credentials): it makes the picture the page's local command makes, in one Batch
+    job that runs the image's container on Container-Optimized OS and installs nothing.
+
+    Its picture and Snakemake's work files go to a bucket of this test's own (the profile's
+    work prefix and the Snakefile's `plots`, overridden on the command line, as a reader would
+    set them), so no other test's objects, and none the page names, are touched."""
+    (block,) = [b for b in BATCH_BLOCKS if b.page == FIRST_JOB]
+    samples.seed(client=gcs)  # the Snakefile reads its .dm3 from the example data bucket
+    bucket = f"first-job-{uuid.uuid4().hex[:12]}"
+    gcs.create_bucket(bucket)
+    job = _page_folder(FIRST_JOB, tmp_path / "job")
+    out = standin_folder()
+    try:
+        env = standin_env(without_credentials(dict(storage_env, HOME=str(tmp_path)), tmp_path),
+                          out, task_python)
+        command = block.code.replace(
+            "snakemake ", f"{shlex.quote(batch_python)} {shlex.quote(str(STANDIN))} ", 1)
+        command += (f" --default-storage-prefix gs://{bucket}/snakemake-work"
+                    f" --config plots=gs://{bucket}/batch")
+        proc = subprocess.run(["bash", "-c", command], cwd=job, env=env, capture_output=True,
+                              text=True, timeout=600)
+        print(proc.stdout[-20000:], proc.stderr[-20000:], sep="\n")  # shown when it fails
+        run = BatchRun(proc, out, job, bucket)
+        assert proc.returncode == 0, "the run failed: its output is printed above"
+
+        picture = gcs.bucket(bucket).blob("batch/multi_signal.png").download_as_bytes()
+        assert png_size(picture) == (500, 500)  # plot.py: 5 x 5 inches at 100 dpi
+        assert 10_000 < len(picture) < 1_000_000  # a drawn plot, neither blank nor raw
+
+        # The page's first command, on the reader's JupyterLab (here: the tests' environment,
+        # as the build runs it), in the same folder, into another prefix of the same bucket.
+        (local_line,) = [line for line in terminal.blocks(FIRST_JOB.read_text())[0]
+                         .code.splitlines() if line.startswith("snakemake ")]
+        local = subprocess.run(
+            ["bash", "-c", local_line + f" --config plots=gs://{bucket}/local"], cwd=job,
+            env=dict(storage_env, HOME=str(tmp_path), PATH=terminal_path(storage_env)),
+            capture_output=True, text=True, timeout=600)
+        assert local.returncode == 0, local.stdout[-2000:] + local.stderr[-3000:]
+        assert gcs.bucket(bucket).blob("local/multi_signal.png").download_as_bytes() == picture
+
+        # One Batch job, of the plot rule, in the image on Container-Optimized OS, as the
+        # page's profile says; nothing was installed on the VM.
+        profile = yaml.safe_load(FIRST_JOB_PROFILE.read_text())
+        (received,) = run.jobs()
+        submitted = received["job"]
+        assert submitted["labels"]["snakemake-job"] == "plot"
+        (instances,) = submitted["allocationPolicy"]["instances"]
+        assert "batch-cos" in profile["googlebatch-image-family"]
+        assert instances["policy"]["bootDisk"]["image"] == (
+            f"projects/{profile['googlebatch-image-project']}/global/images/family/"
+            f"{profile['googlebatch-image-family']}")
+        runnables = submitted["taskGroups"][0]["taskSpec"]["runnables"]
+        assert runnables[-1]["container"]["imageUri"] == registry.load().uri()
+        for runnable in runnables:
+            assert not INSTALLS.search(json.dumps(runnable)), runnable
+        assert run.installs() == ""
+        # Snakemake removed the workflow's files it sent to the VM: the reader's work prefix
+        # is left as it was.
+        assert [b.name for b in gcs.list_blobs(bucket, prefix="snakemake-work/")] == []
+
+        # The page sends the reader to the job submitter's roles: they grant every call.
+        roles, people = roles_table.load()
+        calls = emulator.calls.list()
+        api = set((out / "api-permissions.log").read_text().split())
+        for who, seen in ((SUBMITTER, permissions.recorded(calls, SUBMITTER) | api),
+                          ("batch-job", permissions.recorded(calls, "batch-job"))):
+            assert seen <= set(people[who].needs), (who, sorted(seen - set(people[who].needs)))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def terminal_path(env: dict) -> str:
+    """PATH as the build's terminal blocks have it: this interpreter's environment first."""
+    return f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

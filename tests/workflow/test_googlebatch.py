@@ -11,11 +11,9 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,34 +23,25 @@ from microscopy_notebook.book import roles_table
 from microscopy_notebook.cloud import samples
 from microscopy_notebook.image import registry
 from microscopy_notebook.paths import ROOT
+from tests.workflow.batchrun import (
+    INSTALLS,
+    STANDIN,
+    SUBMITTER,
+    BatchRun,
+    standin_env,
+    standin_folder,
+    without_credentials,
+)
 from tests.workflow.jobrun import GOOGLEBATCH, LOCAL, WORKFLOW, snakemake, summary
 
-STANDIN = Path(__file__).with_name("batch_standin.py")
 PROFILE = yaml.safe_load((GOOGLEBATCH / "config.yaml").read_text())
+# The first job's Batch profile (book/chapters/first-job.md), which runs its task as this one does.
+FIRST_JOB = ROOT / "book" / "examples" / "first-job" / "googlebatch" / "config.yaml"
 PROJECT = "nexuslims-example"
 PREVIEWABLE = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
 ALL_DONE = f"thumbnail job: all {len(PREVIEWABLE)} done;"
-# What a runnable must never do on a Batch VM: fetch an installer or install packages.
-INSTALLS = re.compile(r"\b(wget|curl|miniconda|conda install|mamba install|apt-get|apt install|"
-                      r"yum|dnf|install-snek)\b", re.I)
-
-SUBMITTER = "job-submitter"  # who the emulator's front records the submitting process as
 
 pytestmark = pytest.mark.slow
-
-
-@dataclass
-class BatchRun:
-    run: subprocess.CompletedProcess
-    out: Path  # the stand-in's folder: jobs/*.json, installs.log, one folder per VM
-    checkout: Path
-    bucket: str
-
-    def jobs(self) -> list[dict]:
-        return [json.loads(p.read_text()) for p in sorted((self.out / "jobs").glob("*.json"))]
-
-    def installs(self) -> str:
-        return (self.out / "installs.log").read_text()
 
 
 def batch_run(gcs, env: dict, batch_python: str, task_python: str, *extra: str,
@@ -72,18 +61,12 @@ def batch_command(gcs, env: dict, batch_python: str, task_python: str, *extra: s
     if bucket is None:
         bucket = f"gb-{uuid.uuid4().hex[:12]}"
         samples.seed(bucket, "raw/", gcs)
-    out = Path(tempfile.mkdtemp(prefix="batch-standin-"))
-    out.chmod(0o755)  # the image's user reaches its VM folders inside
+    out = standin_folder()
     checkout = out / "checkout"
     shutil.copytree(WORKFLOW, checkout / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(["git", "init", "-q"], cwd=checkout, check=True)
     subprocess.run(["git", "add", "-A"], cwd=checkout, check=True)
-    env = {**env, "MNB_BATCH_STANDIN": str(out), "MNB_BATCH_TASK_PYTHON": task_python,
-           **(standin or {})}
-    # The emulator checks no credentials: it tells the submitter's calls from the tasks' by this
-    # prefix (the stand-in gives the tasks theirs).
-    host = env["STORAGE_EMULATOR_HOST"].split("/as/")[0]
-    env["STORAGE_EMULATOR_HOST"] = f"{host}/as/{SUBMITTER}"
+    env = standin_env(env, out, task_python, standin)
     args = ["-s", "workflow/Snakefile", "--profile", "workflow/profiles/googlebatch",
             "--googlebatch-project", PROJECT, "--storage-gcs-project", PROJECT,
             "--default-storage-prefix", f"gs://{bucket}/snakemake-work", *extra,
@@ -93,12 +76,8 @@ def batch_command(gcs, env: dict, batch_python: str, task_python: str, *extra: s
 
 @pytest.fixture
 def batch_env(storage_env: dict, tmp_path: Path) -> dict:
-    """Storage in the emulator, no Google credentials: the Batch and Logging clients are the
-    stand-in's, and nothing else may need a sign-in."""
-    env = dict(storage_env)
-    env["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path / "no-credentials.json")
-    env["NO_GCE_CHECK"] = "True"
-    return env
+    """Storage in the emulator, no Google credentials (batchrun.without_credentials)."""
+    return without_credentials(storage_env, tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +89,7 @@ def finished(emulator, batch_python: str, task_python: str,
             patch.setenv(key, value)
         from google.cloud import storage
 
-        env = emulator.apply()
-        env["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path_factory.mktemp("none") / "no.json")
-        env["NO_GCE_CHECK"] = "True"
+        env = without_credentials(emulator.apply(), tmp_path_factory.mktemp("none"))
         result = batch_run(storage.Client(), env, batch_python, task_python)
         yield result
     shutil.rmtree(result.out, ignore_errors=True)
@@ -310,10 +287,25 @@ def test_the_image_name_is_written_once_and_every_reader_agrees() -> None:
     assert all(tag.startswith(f"{image.name}:") for tag in build.tags())
     assert PROFILE["googlebatch-container"] == image.uri()
     assert PROFILE["googlebatch-region"] == image.region  # pulls stay inside the region
+    first_job = yaml.safe_load(FIRST_JOB.read_text())
+    assert first_job["googlebatch-container"] == image.uri()
+    assert first_job["googlebatch-region"] == image.region
     # No VM-family path is left: every family but COS installs software on each VM.
     assert "batch-cos" in PROFILE["googlebatch-image-family"]
     assert "software-deployment-method" not in PROFILE
     assert not any(key.startswith("googlebatch-boot-disk") for key in PROFILE)
+
+
+def test_the_first_jobs_profile_runs_its_task_as_this_profile_does() -> None:
+    """The same image on the same system, made to work with the plugin by the same precommand,
+    in the same region: what this module rehearses for the thumbnail job holds for the first job
+    (whose own rehearsal, in tests/book/test_commands.py, runs one small task)."""
+    first_job = yaml.safe_load(FIRST_JOB.read_text())
+    shared = ("googlebatch-container", "googlebatch-image-family", "googlebatch-image-project",
+              "precommand", "googlebatch-region")
+    assert {k: first_job[k] for k in shared} == {k: PROFILE[k] for k in shared}
+    assert first_job["executor"] == PROFILE["executor"] == "googlebatch"
+    assert "software-deployment-method" not in first_job  # it would install at run time
 
 
 def test_what_a_task_runs_with_is_in_the_image_list_at_versions_it_allows(
