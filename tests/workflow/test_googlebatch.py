@@ -233,7 +233,12 @@ def test_a_preempted_task_is_retried_and_the_run_completes(
     try:
         assert preempted.run.returncode == 0
         assert summary(preempted.run.stderr).startswith(ALL_DONE)
-        assert "exit code 50001" in preempted.run.stderr  # the retry is Batch's, in the same Job
+        # The retry is Batch's, in the same Job: its task log, which the plugin saves when the Job
+        # ends, has the killed attempt. (The plugin's own event lines are no witness: 0.5.1 prints
+        # an event only if the sub-second part of its time exceeds the last one's.)
+        saved = "".join(p.read_text() for p in
+                        (preempted.checkout / ".snakemake" / "googlebatch_logs").rglob("*.log"))
+        assert "attempt 0 exited with code 50001" in saved
         assert len(preempted.jobs()) == 1
         assert len(list(preempted.out.glob("vm-render-*"))) == 2  # the killed VM and its retry
         assert len(previews(gcs, preempted.bucket, "previews/")) == len(PREVIEWABLE)
