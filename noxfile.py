@@ -61,6 +61,7 @@ def tests(session: nox.Session) -> None:
     session.run("pytest",
                 "--numprocesses=3",  # most tests wait on servers, retries and browsers, not CPU
                 "--dist=loadfile",  # a file's tests share its fixtures (a browser, a JupyterLab)
+                "--durations=12",  # the slowest tests, where the suite's 8-minute budget goes
                 *session.posargs, env={"MNB_BATCH_PYTHON": _batch_python(session),
                                        "MNB_BATCH_TASK_PYTHON": _task_python(session)})
 
@@ -157,8 +158,8 @@ def _batch_python(session: nox.Session) -> str:
     venv = ROOT / ".nox" / "batch-plugin"
     python = venv / "bin" / "python"
     if not python.exists():
-        session.run("python", "-m", "venv", str(venv), external=True)
-    session.run(str(python), "-m", "pip", "install", "--quiet",
+        session.run("uv", "venv", "--quiet", "--python", PYTHON, str(venv), external=True)
+    session.run("uv", "pip", "install", "--quiet", "--python", str(python),
                 *nox.project.dependency_groups(PYPROJECT, "batch"), external=True)
     return str(python)
 

@@ -323,7 +323,12 @@ def main() -> None:
     install()
     from snakemake.cli import main as snakemake_main
 
-    sys.argv = ["snakemake", *sys.argv[1:]]
+    # Snakemake asks a remote executor for its jobs' states every 10 s, which suits a VM that
+    # boots in a minute; jobs here start at once, and the tests would mostly wait. A command that
+    # sets its own interval keeps it.
+    poll = [] if "--seconds-between-status-checks" in sys.argv else [
+        "--seconds-between-status-checks", "1"]
+    sys.argv = ["snakemake", *sys.argv[1:], *poll]
     snakemake_main()
 
 
