@@ -97,3 +97,15 @@ def test_no_path_of_the_build_machine_anywhere_in_the_site(site: Path) -> None:
             match = pattern.search(text)
             assert match is None, (f"{path.relative_to(site)} shows a path of the build machine: "
                                    f"...{text[max(0, match.start() - 80):match.end() + 40]}...")
+
+
+def test_no_setting_of_the_build_machine_shows_in_a_commands_output(site: Path) -> None:
+    """What a command printed under the build's emulator settings is what a reader's prints: a
+    warning about an environment setting (CLOUDSDK_*, BOTO_*) would be the build machine's own."""
+    for page in sorted(site.rglob("*.html")):
+        outputs = BeautifulSoup(page.read_text(), "html.parser").select(
+            ".terminal-output, .cell_output")
+        for output in outputs:
+            text = output.get_text()
+            assert not re.search(r"\b(CLOUDSDK|BOTO)_[A-Z_]+", text), (
+                f"{page.relative_to(site)}: {text[:300]}")

@@ -142,6 +142,7 @@ def test_the_notebooks_run_in_the_container_against_a_copy_of_the_emulator_setti
     host_dir = str(Path(emulator.env["CLOUDSDK_CONFIG"]).parent)
     assert env["STORAGE_EMULATOR_HOST"] == emulator.env["STORAGE_EMULATOR_HOST"]
     assert env["CLOUDSDK_CONFIG"] == "/tmp/gcloud-config"
+    assert env["CLOUDSDK_CORE_PROJECT"] == "nexuslims-example"  # the emulator config's project
     assert env["BOTO_CONFIG"] == f"{image.MOUNT}/boto.cfg"
     assert env["CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE"] == f"{image.MOUNT}/ca.pem"
     assert not [v for v in env.values() if host_dir in v], "no path of this machine"

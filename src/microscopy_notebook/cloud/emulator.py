@@ -149,6 +149,12 @@ class Emulator:
         assert self._front is not None
         gcloud_config = tmp / "gcloud"
         gcloud_config.mkdir()
+        # The project where `gcloud config set project` keeps it: as an environment setting it
+        # would make that command (run by a chapter) print a warning no reader ever sees.
+        (gcloud_config / "configurations").mkdir()
+        (gcloud_config / "configurations" / "config_default").write_text(
+            f"[core]\nproject = {PROJECT}\n")
+        (gcloud_config / "active_config").write_text("default")
         boto = tmp / "boto.cfg"
         boto.write_text(
             "[Credentials]\n"
@@ -172,9 +178,9 @@ class Emulator:
             # google-cloud-storage: an emulator host turns off credentials and TLS.
             "STORAGE_EMULATOR_HOST": self.endpoint,
             "GOOGLE_CLOUD_PROJECT": PROJECT,
-            # gcloud: its own config dir, a project, no credentials, storage at the emulator.
+            # gcloud: its own config dir (with the project), no credentials, storage at the
+            # emulator.
             "CLOUDSDK_CONFIG": str(gcloud_config),
-            "CLOUDSDK_CORE_PROJECT": PROJECT,
             "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "1",
             "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE": self.endpoint + "/",
             "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "1",

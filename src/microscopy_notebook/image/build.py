@@ -18,6 +18,7 @@ against the storage emulator::
 from __future__ import annotations
 
 import argparse
+import configparser
 import datetime
 import json
 import os
@@ -224,6 +225,10 @@ def container_emulator(environ: dict[str, str], dest: Path) -> dict[str, str]:
         path = Path(value)
         if key == "CLOUDSDK_CONFIG":
             out[key] = "/tmp/gcloud-config"  # gcloud writes here: the container's own
+            ini = configparser.ConfigParser()  # and the project the emulator's config names
+            ini.read(path / "configurations" / "config_default")
+            if ini.has_option("core", "project"):
+                out["CLOUDSDK_CORE_PROJECT"] = ini["core"]["project"]
         elif path.is_file() and path.is_relative_to(tmp):
             text = path.read_text()
             text = text.replace(str(tmp), MOUNT)
