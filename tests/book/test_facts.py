@@ -50,7 +50,7 @@ def test_hyperspy_api_nogui_is_gone_and_api_imports() -> None:
 
 
 def test_every_dated_fact_carries_its_source() -> None:
-    """The gsutil removal date and the apt-key statement have a `% source:` line on their page."""
+    """Dated facts (gsutil, apt-key, api_nogui, Life Sciences, Docker Hub) cite a `% source:` line."""
     for page, words, url in [
         ("cloud-storage.md", "after March 2027", "https://cloud.google.com/storage/docs/gsutil"),
         ("migration.md", "After March 2027", "https://cloud.google.com/storage/docs/gsutil"),
@@ -58,6 +58,8 @@ def test_every_dated_fact_carries_its_source() -> None:
         ("migration.md", "Ubuntu 24.04 still ships it",
          "https://manpages.ubuntu.com/manpages/noble/man8/apt-key.8.html"),
         ("migration.md", "HyperSpy 2.1.0", "https://github.com/hyperspy/hyperspy/blob/"),
+        ("migration.md", "in July 2025", "https://cloud.google.com/life-sciences/docs/deprecations"),
+        ("migration.md", "Docker Hub images in 2023", "https://github.com/jupyter/docker-stacks"),
     ]:
         text = (BOOK / "chapters" / page).read_text()
         assert words in text, f"{page}: {words!r}"
