@@ -50,7 +50,7 @@ def test_hyperspy_api_nogui_is_gone_and_api_imports() -> None:
 
 
 def test_every_dated_fact_carries_its_source() -> None:
-    """Dated facts (gsutil, apt-key, api_nogui, Life Sciences, Docker Hub) cite a `% source:` line."""
+    """Dated facts (gsutil, apt-key, api_nogui, Life Sciences, Docker Hub) cite a source."""
     for page, words, url in [
         ("cloud-storage.md", "after March 2027", "https://cloud.google.com/storage/docs/gsutil"),
         ("migration.md", "After March 2027", "https://cloud.google.com/storage/docs/gsutil"),
