@@ -46,17 +46,7 @@ class PackageTable(SphinxDirective):
         except (OSError, ValueError) as err:
             raise self.error(f"package-table: cannot read {path}: {err}") from err
 
-        table = nodes.table(classes=["package-table"])
-        if "caption" in self.options:
-            table += nodes.title(text=self.options["caption"])
-        group = nodes.tgroup(cols=len(HEADER))
-        table += group
-        for width in WIDTHS:
-            group += nodes.colspec(colwidth=width)
-        head = nodes.thead()
-        head += tables.row([nodes.paragraph(text=text) for text in HEADER])
-        group += head
-        body = nodes.tbody()
+        rows = []
         for package in listed:
             name = nodes.paragraph()
             name += nodes.literal(text=package.name)
@@ -64,8 +54,8 @@ class PackageTable(SphinxDirective):
                 name += nodes.Text(f" ({package.channel})")
             version = nodes.paragraph()
             version += nodes.literal(text=package.spec) if package.spec else nodes.Text("any")
-            body += tables.row([name, version, nodes.paragraph(text=package.purpose)])
-        group += body
+            rows.append(tables.row([name, version, nodes.paragraph(text=package.purpose)]))
+        table = tables.table(["package-table"], self.options.get("caption"), HEADER, WIDTHS, rows)
         self.add_name(table)
         return [table]
 

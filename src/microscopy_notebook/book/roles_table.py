@@ -79,16 +79,7 @@ class RolesTable(SphinxDirective):
         if missing:
             raise self.error(f"roles-table {person.name}: needed but granted by none of "
                              f"{person.roles}: {', '.join(missing)}")
-        table = nodes.table(classes=["roles-table"])
-        table += nodes.title(text=person.title)
-        group = nodes.tgroup(cols=len(HEADER))
-        table += group
-        for width in WIDTHS:
-            group += nodes.colspec(colwidth=width)
-        head = nodes.thead()
-        head += tables.row([nodes.paragraph(text=text) for text in HEADER])
-        group += head
-        body = nodes.tbody()
+        rows = []
         for role_id in person.roles:
             role = roles[role_id]
             ident = nodes.paragraph()
@@ -99,8 +90,8 @@ class RolesTable(SphinxDirective):
                 if i:
                     grants += nodes.Text(", ")
                 grants += nodes.literal(text=permission)
-            body += tables.row([nodes.paragraph(text=role["title"]), ident, grants])
-        group += body
+            rows.append(tables.row([nodes.paragraph(text=role["title"]), ident, grants]))
+        table = tables.table(["roles-table"], person.title, HEADER, WIDTHS, rows)
         return [table]
 
 
