@@ -154,3 +154,17 @@ def wait_all(jobs: dict[str, Background], timeout: float = 300) -> dict[str, flo
             job.kill_group()  # nothing is left running, whatever happened
     assert len(ended) == len(jobs), f"still running after {timeout} s: {set(jobs) - set(ended)}"
     return ended
+
+
+def write_4d_emd(path: Path, data) -> None:
+    """A 4D-STEM scan (ny, nx, q, q) as NCEM EMD, written with rosettasciio, with calibrated
+    real-space (nm) and diffraction (1/nm) axes."""
+    from rsciio.emd import file_writer
+
+    ny, nx, qy, qx = data.shape
+    axes = [dict(name="y", size=ny, scale=0.5, offset=0.0, units="nm", navigate=True),
+            dict(name="x", size=nx, scale=0.5, offset=0.0, units="nm", navigate=True),
+            dict(name="ky", size=qy, scale=0.05, offset=0.0, units="1/nm", navigate=False),
+            dict(name="kx", size=qx, scale=0.05, offset=0.0, units="1/nm", navigate=False)]
+    file_writer(str(path), {"data": data, "axes": axes, "original_metadata": {},
+                            "metadata": {"General": {"title": "4D-STEM scan"}, "Signal": {}}})

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from microscopy_notebook.cloud import pinned
+from tests.workflow.jobrun import write_4d_emd
 from thumbnails import formats, preview, reduce, signals
 from thumbnails.canvas import scalebar
 from thumbnails.draw.fourd import fourd_sums
@@ -348,19 +349,12 @@ def test_bruker_bcf_and_spx(wheel_dir):
 def _write_4d(path: Path, ny: int = 24, nx: int = 32, q: int = 64) -> None:
     """A 4D-STEM scan as NCEM EMD (rosettasciio's writer): a central disk dimmed where the
     sample is thick, plus diffuse scattering growing with thickness."""
-    from rsciio.emd import file_writer
-
     yy, xx = np.mgrid[0:q, 0:q]
     r = np.hypot(yy - q / 2, xx - q / 2)
     thickness = 0.5 + 0.5 * np.outer(np.sin(np.arange(ny) / 4), np.cos(np.arange(nx) / 6))
     data = (1000 * (r < 6) * (1 - 0.5 * thickness)[..., None, None]
             + 30 * thickness[..., None, None] * np.exp(-r / 15)).astype(np.float32)
-    axes = [dict(name="y", size=ny, scale=0.5, offset=0.0, units="nm", navigate=True),
-            dict(name="x", size=nx, scale=0.5, offset=0.0, units="nm", navigate=True),
-            dict(name="ky", size=q, scale=0.05, offset=0.0, units="1/nm", navigate=False),
-            dict(name="kx", size=q, scale=0.05, offset=0.0, units="1/nm", navigate=False)]
-    file_writer(str(path), {"data": data, "axes": axes, "original_metadata": {},
-                            "metadata": {"General": {"title": "4D-STEM scan"}, "Signal": {}}})
+    write_4d_emd(path, data)
 
 
 def test_4d_read_lazily_within_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

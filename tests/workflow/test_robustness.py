@@ -32,6 +32,7 @@ from tests.workflow.jobrun import (
     snakemake,
     sources_unchanged,
     summary,
+    write_4d_emd,
 )
 from thumbnails import formats, locations
 from thumbnails.plan import make_plan, skipped_files, skipped_note
@@ -70,17 +71,10 @@ KEPT = "dm3/multi_signal.dm3"  # an object already sits at its preview's name
 
 def _write_4d_emd(path: Path, ny: int = 12, nx: int = 16, q: int = 64) -> None:
     """A small 4D-STEM scan as NCEM EMD, written with rosettasciio."""
-    from rsciio.emd import file_writer
-
     yy, xx = np.mgrid[0:q, 0:q]
     disk = (np.hypot(yy - q / 2, xx - q / 2) < 6).astype(np.float32)
     data = disk * (1 + np.arange(ny * nx, dtype=np.float32).reshape(ny, nx, 1, 1) / (ny * nx))
-    axes = [dict(name="y", size=ny, scale=0.5, offset=0.0, units="nm", navigate=True),
-            dict(name="x", size=nx, scale=0.5, offset=0.0, units="nm", navigate=True),
-            dict(name="ky", size=q, scale=0.05, offset=0.0, units="1/nm", navigate=False),
-            dict(name="kx", size=q, scale=0.05, offset=0.0, units="1/nm", navigate=False)]
-    file_writer(str(path), {"data": data, "axes": axes, "original_metadata": {},
-                            "metadata": {"General": {"title": "4D-STEM scan"}, "Signal": {}}})
+    write_4d_emd(path, data)
 
 
 def _write_large_tiff(path: Path) -> None:
