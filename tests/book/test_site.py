@@ -109,3 +109,13 @@ def test_no_setting_of_the_build_machine_shows_in_a_commands_output(site: Path) 
             text = output.get_text()
             assert not re.search(r"\b(CLOUDSDK|BOTO)_[A-Z_]+", text), (
                 f"{page.relative_to(site)}: {text[:300]}")
+
+
+def test_no_name_in_the_prose_became_a_link_to_a_website(site: Path) -> None:
+    """linkify's guesses: a file name (plot.py: .py is a country's domain) or a host named in
+    prose must not turn into a link to http://<that text>."""
+    for page in sorted(site.rglob("*.html")):
+        for link in BeautifulSoup(page.read_text(), "html.parser").select("a.reference.external"):
+            text = link.get_text().strip()
+            assert link.get("href") not in (f"http://{text}", f"https://{text}"), (
+                f"{page.relative_to(site)}: {text!r} links to {link.get('href')}")
