@@ -58,12 +58,17 @@ def tests(session: nox.Session) -> None:
     _install(session, "test")
     _ensure_chromium(session)  # tests/book/test_browser.py drives Debian's chromium
     build_book(session)  # the site tests read what the docs session would publish (and gsutil)
-    session.run("pytest",
-                "--numprocesses=3",  # most tests wait on servers, retries and browsers, not CPU
-                "--dist=loadfile",  # a file's tests share its fixtures (a browser, a JupyterLab)
-                "--durations=12",  # the slowest tests, where the suite's 8-minute budget goes
-                *session.posargs, env={"MNB_BATCH_PYTHON": _batch_python(session),
-                                       "MNB_BATCH_TASK_PYTHON": _task_python(session)})
+    session.run(
+        "pytest",
+        "--numprocesses=3",  # most tests wait on servers, retries and browsers, not CPU
+        "--dist=loadfile",  # a file's tests share its fixtures (a browser, a JupyterLab)
+        "--durations=12",  # the slowest tests, where the suite's 8-minute budget goes
+        *session.posargs,
+        env={
+            "MNB_BATCH_PYTHON": _batch_python(session),
+            "MNB_BATCH_TASK_PYTHON": _task_python(session),
+        },
+    )
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -76,21 +81,32 @@ def _ensure_chromium(session: nox.Session) -> None:
     import shutil
 
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        session.error(f"the browser tests need Debian's chromium at {CHROMIUM}: install it "
-                      "(sudo apt-get install chromium fonts-liberation), then run this again")
+        session.error(
+            f"the browser tests need Debian's chromium at {CHROMIUM}: install it "
+            "(sudo apt-get install chromium fonts-liberation), then run this again"
+        )
     apt = {"DEBIAN_FRONTEND": "noninteractive"}
     session.run("apt-get", "update", "-q", external=True, env=apt)
-    session.run("apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium",
-                "fonts-liberation", "fonts-dejavu-core", "fonts-noto-color-emoji",
-                external=True, env=apt)
+    session.run(
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "chromium",
+        "fonts-liberation",
+        "fonts-dejavu-core",
+        "fonts-noto-color-emoji",
+        external=True,
+        env=apt,
+    )
 
 
 @nox.session(python=PYTHON, default=False)
 def publish(session: nox.Session) -> None:
     """Build the site afresh and upload it to gs://BUCKET[/prefix]."""
     if not session.posargs:
-        session.error("name the bucket: "
-                      "nox -s publish -- gs://BUCKET[/prefix] [--dry-run]")
+        session.error("name the bucket: nox -s publish -- gs://BUCKET[/prefix] [--dry-run]")
     _install(session, "book")
     # From scratch, notebooks too: no stale page, no output of an older run.
     session.run("jupyter-book", "clean", "--all", str(ROOT / "book"))
@@ -121,10 +137,28 @@ def image(session: nox.Session) -> None:
     # Never report a build that did not happen: with no engine this says why and fails.
     engine = session.run(*image_cli, "engine", "--path", silent=True).strip().splitlines()[-1]
     tags = session.run(*image_cli, "tags", silent=True).split()
-    session.run(*image_cli, "build", "--engine", engine, *(f"--tag={tag}" for tag in tags), "--",
-                *session.posargs)
-    session.run("python", "-m", "microscopy_notebook.cloud.emulator", "--seed", "--",
-                *image_cli, "notebooks", "--engine", engine, "--image", tags[-1])
+    session.run(
+        *image_cli,
+        "build",
+        "--engine",
+        engine,
+        *(f"--tag={tag}" for tag in tags),
+        "--",
+        *session.posargs,
+    )
+    session.run(
+        "python",
+        "-m",
+        "microscopy_notebook.cloud.emulator",
+        "--seed",
+        "--",
+        *image_cli,
+        "notebooks",
+        "--engine",
+        engine,
+        "--image",
+        tags[-1],
+    )
     session.log(f"built and checked: {', '.join(tags)}")
 
 
@@ -138,15 +172,27 @@ def _use_images_gsutil(session: nox.Session) -> None:
     lock = ROOT / "image" / "gsutil.txt"
     stamp = venv / "installed-from.txt"  # the lock it was made from: a new lock, a new venv
     if not stamp.exists() or stamp.read_text() != lock.read_text():
-        session.run("uv", "venv", "--quiet", "--clear", "--python", PYTHON, str(venv),
-                    external=True)
-        session.run("uv", "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                    "--require-hashes", "--requirement", str(lock), external=True)
+        session.run(
+            "uv", "venv", "--quiet", "--clear", "--python", PYTHON, str(venv), external=True
+        )
+        session.run(
+            "uv",
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(venv / "bin" / "python"),
+            "--require-hashes",
+            "--requirement",
+            str(lock),
+            external=True,
+        )
         stamp.write_text(lock.read_text())
     shim = venv / "shim"
     shim.mkdir(exist_ok=True)
     (shim / "gsutil").write_text(
-        f'#!/bin/sh\nexec "{venv}/bin/python" "{ROOT}/image/gsutil.py" "$@"\n')
+        f'#!/bin/sh\nexec "{venv}/bin/python" "{ROOT}/image/gsutil.py" "$@"\n'
+    )
     (shim / "gsutil").chmod(0o755)
     path = session.env.get("PATH") or os.environ["PATH"]
     if not path.startswith(f"{shim}{os.pathsep}"):
@@ -159,8 +205,16 @@ def _batch_python(session: nox.Session) -> str:
     python = venv / "bin" / "python"
     if not python.exists():
         session.run("uv", "venv", "--quiet", "--python", PYTHON, str(venv), external=True)
-    session.run("uv", "pip", "install", "--quiet", "--python", str(python),
-                *nox.project.dependency_groups(PYPROJECT, "batch"), external=True)
+    session.run(
+        "uv",
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        str(python),
+        *nox.project.dependency_groups(PYPROJECT, "batch"),
+        external=True,
+    )
     return str(python)
 
 
@@ -188,14 +242,25 @@ def _task_python(session: nox.Session) -> str:
         candidates = [Path(p).resolve() for p in (*found, "/usr/bin/python3") if p]
         base = next((c for c in candidates if c.exists() and reachable(c)), None)
         if base is None:
-            session.error(f"no Python that every user can run among {candidates}: the Batch "
-                          "stand-in runs tasks as uid 1000")
+            session.error(
+                f"no Python that every user can run among {candidates}: the Batch "
+                "stand-in runs tasks as uid 1000"
+            )
         session.run("uv", "venv", "--quiet", "--python", str(base), str(venv), external=True)
-    session.run("uv", "pip", "install", "--quiet", "--python", str(python),
-                *nox.project.dependency_groups(PYPROJECT, "batch-task"), external=True)
+    session.run(
+        "uv",
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        str(python),
+        *nox.project.dependency_groups(PYPROJECT, "batch-task"),
+        external=True,
+    )
     if not reachable(python.parent):
-        session.error(f"{venv} is not reachable by every user: the Batch stand-in runs tasks "
-                      "as uid 1000")
+        session.error(
+            f"{venv} is not reachable by every user: the Batch stand-in runs tasks as uid 1000"
+        )
     return str(python)
 
 

@@ -23,8 +23,12 @@ from pathlib import Path
 def gcloud_properties() -> dict[str, dict[str, str]]:
     """gcloud's effective properties (its config files and CLOUDSDK_* variables); {} without it."""
     try:
-        listed = subprocess.run(["gcloud", "config", "list", "--format=json"],
-                                capture_output=True, text=True, timeout=60)
+        listed = subprocess.run(
+            ["gcloud", "config", "list", "--format=json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return {}
     return json.loads(listed.stdout or "{}") if listed.returncode == 0 else {}
@@ -38,8 +42,9 @@ def _true(value: str | None) -> bool:
     return str(value).lower() in {"true", "1", "yes", "on"}
 
 
-def hand_over(properties: dict, config_dir: Path, environ: dict[str, str]
-              ) -> tuple[list[str], dict[str, str]]:
+def hand_over(
+    properties: dict, config_dir: Path, environ: dict[str, str]
+) -> tuple[list[str], dict[str, str]]:
     """The boto options (-o SECTION:NAME=VALUE) and environment gsutil gets from gcloud's settings,
     as bin/bootstrapping/gsutil.py of the Google Cloud CLI builds them."""
     core, auth = properties.get("core", {}), properties.get("auth", {})
@@ -47,13 +52,19 @@ def hand_over(properties: dict, config_dir: Path, environ: dict[str, str]
     if core.get("project"):
         options += ["-o", f"GSUtil:default_project_id={core['project']}"]
     account = core.get("account")
-    if account and not _false(core.get("pass_credentials_to_gsutil")) and not _true(
-            auth.get("disable_credentials")):
+    if (
+        account
+        and not _false(core.get("pass_credentials_to_gsutil"))
+        and not _true(auth.get("disable_credentials"))
+    ):
         env["CLOUDSDK_CORE_PASS_CREDENTIALS_TO_GSUTIL"] = "1"
         signed_in = config_dir / "legacy_credentials" / account / ".boto"
         if signed_in.is_file():
-            first = environ.get("BOTO_CONFIG") or environ.get("BOTO_PATH") or os.pathsep.join(
-                ["/etc/boto.cfg", str(Path.home() / ".boto")])
+            first = (
+                environ.get("BOTO_CONFIG")
+                or environ.get("BOTO_PATH")
+                or os.pathsep.join(["/etc/boto.cfg", str(Path.home() / ".boto")])
+            )
             env.pop("BOTO_CONFIG", None)
             env["BOTO_PATH"] = os.pathsep.join([first, str(signed_in)])
         else:  # gcloud writes no file for the VM's own service account: the metadata server's

@@ -45,8 +45,9 @@ def sample_dir() -> Path:
 
 
 def _venv_python(variable: str, folder: str | None, what: str) -> str:
-    python = os.environ.get(variable) or (str(ROOT / ".nox" / folder / "bin" / "python")
-                                          if folder else "")
+    python = os.environ.get(variable) or (
+        str(ROOT / ".nox" / folder / "bin" / "python") if folder else ""
+    )
     if not Path(python).exists():
         pytest.fail(f"no venv {what}: `nox -s tests` makes it and sets {variable}")
     return python

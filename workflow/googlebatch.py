@@ -43,8 +43,12 @@ def find_project(given: str | None) -> str:
             project, source = os.environ[var], var
     if project is None and shutil.which("gcloud"):
         try:
-            found = subprocess.run(["gcloud", "config", "get-value", "project"],
-                                   capture_output=True, text=True, timeout=60).stdout.strip()
+            found = subprocess.run(
+                ["gcloud", "config", "get-value", "project"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             found = ""
         if found:
@@ -106,15 +110,27 @@ def check_credentials() -> None:
 
 
 def snakemake_command(project: str, rest: list[str]) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", "workflow/Snakefile",
-            "--profile", "workflow/profiles/googlebatch", "--googlebatch-project", project,
-            "--storage-gcs-project", project, *rest]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        "workflow/Snakefile",
+        "--profile",
+        "workflow/profiles/googlebatch",
+        "--googlebatch-project",
+        project,
+        "--storage-gcs-project",
+        project,
+        *rest,
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Run the thumbnail job on Google Batch; other arguments go to Snakemake.",
-        allow_abbrev=False)  # --p... is Snakemake's, not an abbreviation of --project
+        allow_abbrev=False,
+    )  # --p... is Snakemake's, not an abbreviation of --project
     parser.add_argument("--project", help="Google Cloud project ID (default: gcloud's)")
     args, rest = parser.parse_known_args(argv)
     try:

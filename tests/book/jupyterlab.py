@@ -44,8 +44,9 @@ NOTEBOOK_VIEWER = "Jupytext Notebook"  # what image/overrides.json makes the def
 
 
 def _git(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def origin(parent: Path, branch: str) -> Path:
@@ -65,11 +66,16 @@ def origin(parent: Path, branch: str) -> Path:
             shutil.copy(real_index, index)  # only what changed is hashed again
         objects = _git("rev-parse", "--path-format=absolute", "--git-path", "objects")
         (Path(tmp) / "objects").mkdir()  # git takes a missing one for "not a repository"
-        env = {**os.environ, "GIT_INDEX_FILE": str(index),
-               "GIT_OBJECT_DIRECTORY": str(Path(tmp) / "objects"),
-               "GIT_ALTERNATE_OBJECT_DIRECTORIES": objects,
-               "GIT_AUTHOR_NAME": "tests", "GIT_AUTHOR_EMAIL": "tests@localhost",
-               "GIT_COMMITTER_NAME": "tests", "GIT_COMMITTER_EMAIL": "tests@localhost"}
+        env = {
+            **os.environ,
+            "GIT_INDEX_FILE": str(index),
+            "GIT_OBJECT_DIRECTORY": str(Path(tmp) / "objects"),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": objects,
+            "GIT_AUTHOR_NAME": "tests",
+            "GIT_AUTHOR_EMAIL": "tests@localhost",
+            "GIT_COMMITTER_NAME": "tests",
+            "GIT_COMMITTER_EMAIL": "tests@localhost",
+        }
         _git("add", "-A", env=env)
         tree = _git("write-tree", env=env)
         commit = _git("commit-tree", tree, "-p", "HEAD", "-m", "the checkout under test", env=env)
@@ -110,8 +116,9 @@ class Lab:
     turns off what would reach the internet. Everything a kernel does, it does in ``home``.
     """
 
-    def __init__(self, home: Path, env: dict[str, str],
-                 overrides: Path | None = IMAGE / "overrides.json") -> None:
+    def __init__(
+        self, home: Path, env: dict[str, str], overrides: Path | None = IMAGE / "overrides.json"
+    ) -> None:
         self.home = home
         self.jupyter = home.parent / "jupyter-state"
         self.token = secrets.token_hex(16)
@@ -122,22 +129,27 @@ class Lab:
         self._proc: subprocess.Popen | None = None
 
     def _environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("JUPYTER", "IPYTHON", "XDG_", "MPL"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("JUPYTER", "IPYTHON", "XDG_", "MPL"))
+        }
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # the image does not set it; readers write .pyc
         state = self.jupyter
         env.update(self._env)
-        env.update({
-            "HOME": str(self.home),
-            "JUPYTER_CONFIG_DIR": str(state / "config"),
-            "JUPYTER_DATA_DIR": str(state / "data"),
-            "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
-            "JUPYTERLAB_SETTINGS_DIR": str(state / "user-settings"),
-            "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
-            "JUPYTER_PLATFORM_DIRS": "1",  # no deprecation warning in every kernel's stderr
-            # The notebooks' scratch folders (tempfile) go where the test removes them.
-            "TMPDIR": str(state / "tmp"),
-        })
+        env.update(
+            {
+                "HOME": str(self.home),
+                "JUPYTER_CONFIG_DIR": str(state / "config"),
+                "JUPYTER_DATA_DIR": str(state / "data"),
+                "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
+                "JUPYTERLAB_SETTINGS_DIR": str(state / "user-settings"),
+                "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
+                "JUPYTER_PLATFORM_DIRS": "1",  # no deprecation warning in every kernel's stderr
+                # The notebooks' scratch folders (tempfile) go where the test removes them.
+                "TMPDIR": str(state / "tmp"),
+            }
+        )
         return env
 
     def _configure(self) -> list[str]:
@@ -147,29 +159,40 @@ class Lab:
             shutil.copy(self._overrides, app_settings / "overrides.json")
         config = self.jupyter / "config"
         (config / "labconfig").mkdir(parents=True, exist_ok=True)
-        (config / "jupyter_server_config.json").write_text(json.dumps({
-            "LabApp": {
-                "news_url": None,  # the announcements feed is on jupyter.org
-                "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",  # and PyPI
-            },
-            # nbdime comes with pytest-notebook into the test venv; the image has no nbdime.
-            "ServerApp": {"jpserver_extensions": {"nbdime": False}},
-        }))
-        (config / "labconfig" / "page_config.json").write_text(json.dumps(
-            {"disabledExtensions": {"nbdime-jupyterlab": True}}))
+        (config / "jupyter_server_config.json").write_text(
+            json.dumps(
+                {
+                    "LabApp": {
+                        "news_url": None,  # the announcements feed is on jupyter.org
+                        "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",  # and PyPI
+                    },
+                    # nbdime comes with pytest-notebook into the test venv; the image has no nbdime.
+                    "ServerApp": {"jpserver_extensions": {"nbdime": False}},
+                }
+            )
+        )
+        (config / "labconfig" / "page_config.json").write_text(
+            json.dumps({"disabledExtensions": {"nbdime-jupyterlab": True}})
+        )
         # No "get notified about Jupyter news?" toast over the screenshots: the reader's answer,
         # saved in the user settings (the server's news feed is off above in any case).
         notification = self.jupyter / "user-settings" / "@jupyterlab" / "apputils-extension"
         notification.mkdir(parents=True, exist_ok=True)
         (notification / "notification.jupyterlab-settings").write_text(
-            json.dumps({"fetchNews": "false"}))
+            json.dumps({"fetchNews": "false"})
+        )
         return [
-            sys.executable, "-m", "jupyterlab", "--no-browser",
-            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
             "--ServerApp.port_retries=0",
             "--ServerApp.allow_root=True",  # CI runs as root; the image's user is not root
             f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={self.home}", f"--LabApp.app_settings_dir={app_settings}",
+            f"--ServerApp.root_dir={self.home}",
+            f"--LabApp.app_settings_dir={app_settings}",
             # window.jupyterapp, as for JupyterLab's own UI tests (Galata): an error output is
             # drawn like any stderr text, so the tests tell errors by the notebook's model.
             "--LabApp.expose_app_in_browser=True",
@@ -181,9 +204,14 @@ class Lab:
         command = self._configure()
         self.log_path = self.jupyter / "server.log"
         self._log = self.log_path.open("wb")
-        self._proc = subprocess.Popen(command, cwd=self.home, env=self._environment(),
-                                      stdout=self._log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        self._proc = subprocess.Popen(
+            command,
+            cwd=self.home,
+            env=self._environment(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             self._wait_ready(deadline=time.monotonic() + 60)
         except BaseException:
@@ -224,8 +252,9 @@ class Lab:
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def api(self, method: str, path: str) -> object:
-        request = urllib.request.Request(f"{self.url}{path}", method=method,
-                                         headers={"Authorization": f"token {self.token}"})
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()
         return json.loads(body) if body else None
@@ -281,8 +310,11 @@ class Files:
         """Files added, changed or removed since ``before``, as "+ name", "~ name", "- name"."""
         added = [f"+ {n}" for n in self.stat.keys() - before.stat.keys()]
         removed = [f"- {n}" for n in before.stat.keys() - self.stat.keys()]
-        changed = [f"~ {n}" for n in self.stat.keys() & before.stat.keys()
-                   if self.stat[n] != before.stat[n]]
+        changed = [
+            f"~ {n}"
+            for n in self.stat.keys() & before.stat.keys()
+            if self.stat[n] != before.stat[n]
+        ]
         return sorted(added + removed + changed, key=lambda s: s[2:])
 
 
@@ -337,7 +369,11 @@ def run_all(page: Page, timeout: float) -> None:
                 ?.dataset.status === "idle";
             return idle && prompts.length > 0 && !prompts.some((t) => t.includes("*"))
                 && (errors().length > 0 || prompts.every((t) => /\\[\\d+\\]/.test(t)));
-        }""".replace("${ERRORS}", _ERRORS_JS), arg=PANEL, timeout=timeout * 1000, polling=250)
+        }""".replace("${ERRORS}", _ERRORS_JS),
+        arg=PANEL,
+        timeout=timeout * 1000,
+        polling=250,
+    )
 
 
 def outputs(page: Page) -> dict:
@@ -363,7 +399,8 @@ def outputs(page: Page) -> dict:
                             spread: spread};
                 }),
             };
-        }""".replace("${ERRORS}", _ERRORS_JS).replace("${SPREAD}", PIXEL_SPREAD_JS))
+        }""".replace("${ERRORS}", _ERRORS_JS).replace("${SPREAD}", PIXEL_SPREAD_JS)
+    )
 
 
 def screenshot(page: Page, path: Path) -> None:
@@ -375,7 +412,8 @@ def screenshot(page: Page, path: Path) -> None:
             const box = p.querySelector(".jp-WindowedPanel-outer")
                 || p.querySelector(".jp-Notebook");
             return box.scrollHeight + (window.innerHeight - box.clientHeight);
-        }""")
+        }"""
+    )
     size = page.viewport_size
     page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 16000)})
     page.wait_for_timeout(500)  # JupyterLab lays out the larger window

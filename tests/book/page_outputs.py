@@ -82,8 +82,9 @@ def _check_the_page(notebook: str, nb: nbformat.NotebookNode) -> None:
 
 def images(nb: nbformat.NotebookNode) -> int:
     """How many images (plots, galleries) the notebook's outputs hold."""
-    return sum("image/png" in output.get("data", {})
-               for cell in _code(nb) for output in cell.outputs)
+    return sum(
+        "image/png" in output.get("data", {}) for cell in _code(nb) for output in cell.outputs
+    )
 
 
 # In the page, for an <img>: how far its pixels are from one flat colour (the standard deviation

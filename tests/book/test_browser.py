@@ -40,9 +40,16 @@ from tests.book.page_outputs import PIXEL_SPREAD_JS
 
 HTML = book.HTML
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 900}
 CONFIG = yaml.safe_load((book.BOOK / "_config.yml").read_text())
@@ -129,7 +136,9 @@ def browser(site_url: str) -> Iterator[Browser]:
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
             profile,  # an empty user-data dir, removed afterwards
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
             viewport=VIEWPORT,
         )
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site_url[:-1])
@@ -165,13 +174,20 @@ def _open(browser: Browser, path: str, dark: bool = False) -> Visit:
     page = browser.context.new_page()
     page.emulate_media(color_scheme="dark" if dark else "light")
     visit = Visit(page)
-    page.on("console", lambda m: m.type == "error" and visit.errors.append(
-        f"console error: {m.text} ({m.location.get('url')})"))
+    page.on(
+        "console",
+        lambda m: (
+            m.type == "error"
+            and visit.errors.append(f"console error: {m.text} ({m.location.get('url')})")
+        ),
+    )
     page.on("pageerror", lambda e: visit.errors.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: visit.errors.append(
-        f"request failed: {r.url} ({r.failure})"))
-    page.on("response", lambda r: r.status >= 400 and visit.errors.append(
-        f"HTTP {r.status}: {r.url}"))
+    page.on(
+        "requestfailed", lambda r: visit.errors.append(f"request failed: {r.url} ({r.failure})")
+    )
+    page.on(
+        "response", lambda r: r.status >= 400 and visit.errors.append(f"HTTP {r.status}: {r.url}")
+    )
     response = page.goto(urljoin(browser.base, path), wait_until="load")
     assert response is not None and response.status == 200, f"{path}: {response}"
     page.wait_for_load_state("networkidle")
@@ -209,9 +225,12 @@ def _axe(page: Page, context: dict) -> list[dict]:
 
 def _describe(violations: list[dict]) -> str:
     return "\n".join(
-        f"  {v['id']} ({v['impact']}): {v['help']}; at " + ", ".join(
+        f"  {v['id']} ({v['impact']}): {v['help']}; at "
+        + ", ".join(
             " ".join(node["target"]) if isinstance(node["target"], list) else str(node["target"])
-            for node in v["nodes"][:4]) + (" ..." if len(v["nodes"]) > 4 else "")
+            for node in v["nodes"][:4]
+        )
+        + (" ..." if len(v["nodes"]) > 4 else "")
         for v in violations
     )
 
@@ -240,7 +259,9 @@ def test_page_works_and_is_accessible(browser: Browser, page_name: str, mode: st
                 .filter((t) => !t.closest(".cell_output"))
                 .filter((t) => t.getBoundingClientRect().width
                                > document.querySelector(content).clientWidth + 1)
-                .map((t) => t.innerText.slice(0, 60))""", CONTENT)
+                .map((t) => t.innerText.slice(0, 60))""",
+            CONTENT,
+        )
         assert not too_wide, f"{page_name}: tables wider than the text column: {too_wide}"
 
         selector = ", ".join(filter(None, [GALLERY_IMAGES, GALLERIES.get(page_name)]))
@@ -249,7 +270,8 @@ def test_page_works_and_is_accessible(browser: Browser, page_name: str, mode: st
             assert gallery, f"{page_name}: the gallery shows no image"
         for image in gallery:
             assert image["width"] >= 16 and image["height"] >= 16, (
-                f"{page_name}: a gallery image is not rendered at a visible size: {image}")
+                f"{page_name}: a gallery image is not rendered at a visible size: {image}"
+            )
             assert image["spread"] > 2, f"{page_name}: a gallery image is blank: {image}"
 
         # The whole page in one window, so that the sticky sidebars are drawn as a reader sees
@@ -263,14 +285,20 @@ def test_page_works_and_is_accessible(browser: Browser, page_name: str, mode: st
         ours = _axe(page, {"include": [[CONTENT]]})
         theirs = _axe(page, {"exclude": [[CONTENT]]})
         if theirs:
-            warnings.warn(ThemeAccessibility(
-                f"{page_name} ({mode}), outside the page's content:\n{_describe(theirs)}"),
-                stacklevel=1)
+            warnings.warn(
+                ThemeAccessibility(
+                    f"{page_name} ({mode}), outside the page's content:\n{_describe(theirs)}"
+                ),
+                stacklevel=1,
+            )
         minor = [v for v in ours if v["impact"] not in BLOCKING]
         if minor:
-            warnings.warn(UserWarning(
-                f"{page_name} ({mode}), minor issues in the content:\n{_describe(minor)}"),
-                stacklevel=1)
+            warnings.warn(
+                UserWarning(
+                    f"{page_name} ({mode}), minor issues in the content:\n{_describe(minor)}"
+                ),
+                stacklevel=1,
+            )
         blocking = [v for v in ours if v["impact"] in BLOCKING]
         assert not blocking, f"{page_name} ({mode}):\n{_describe(blocking)}"
 
@@ -308,7 +336,8 @@ def test_search_finds_pages_that_open(browser: Browser) -> None:
         results.first.wait_for()
         page.wait_for_function(
             "document.querySelector('#search-results p.search-summary')?.textContent"
-            ".includes('found')")
+            ".includes('found')"
+        )
         hrefs = results.evaluate_all("links => links.map((a) => a.href)")
         assert any("chapters/cloud-storage.html" in h for h in hrefs), hrefs
         results.first.click()  # a reader's click opens the page
@@ -347,7 +376,8 @@ def test_copy_buttons_copy_the_code(browser: Browser) -> None:
         blocks = page.locator(f"{CONTENT} div.highlight-bash div.highlight")
         assert blocks.count() > 3
         assert page.locator(f"{CONTENT} div.highlight-bash button.copybtn").count() == (
-            blocks.count())
+            blocks.count()
+        )
         first = blocks.first
         first.hover()
         first.locator("button.copybtn").click()
@@ -465,10 +495,18 @@ def test_terminal_colours_in_outputs_are_readable(browser: Browser, mode: str) -
                     span.textContent = `WARNING ${colour}\\n`;
                     pre.appendChild(span);
                 }
-            }""", colours)
-        result = AXE.run(page, context={"include": [[f"{CONTENT} .cell_output"]]},
-                         options={"runOnly": ["color-contrast"], "resultTypes": ["violations"],
-                                  "preload": False})
+            }""",
+            colours,
+        )
+        result = AXE.run(
+            page,
+            context={"include": [[f"{CONTENT} .cell_output"]]},
+            options={
+                "runOnly": ["color-contrast"],
+                "resultTypes": ["violations"],
+                "preload": False,
+            },
+        )
         assert not result.response["violations"], _describe(result.response["violations"])
         visit.clean()
     finally:

@@ -40,8 +40,10 @@ def _build(tmp_path: Path, pages: dict[str, str]) -> subprocess.CompletedProcess
 
 @pytest.mark.slow
 def test_a_good_book_builds(tmp_path: Path) -> None:
-    proc = _build(tmp_path, {"intro": NOTEBOOK_HEADER + "# Fine\n\n```{code-cell} ipython3\n"
-                                      "print(6 * 7)\n```\n"})
+    proc = _build(
+        tmp_path,
+        {"intro": NOTEBOOK_HEADER + "# Fine\n\n```{code-cell} ipython3\nprint(6 * 7)\n```\n"},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     html = (tmp_path / "book" / "_build" / "html" / "intro.html").read_text()
     assert "42" in html
@@ -49,16 +51,22 @@ def test_a_good_book_builds(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_failing_cell_fails_the_build(tmp_path: Path) -> None:
-    proc = _build(tmp_path, {"intro": NOTEBOOK_HEADER + "# Broken\n\n```{code-cell} ipython3\n"
-                                      "1 / 0\n```\n"})
+    proc = _build(
+        tmp_path, {"intro": NOTEBOOK_HEADER + "# Broken\n\n```{code-cell} ipython3\n1 / 0\n```\n"}
+    )
     assert proc.returncode != 0
     assert "ZeroDivisionError" in proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
 def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
-    proc = _build(tmp_path, {"intro": "# Links\n\nSee [the missing page](missing.md) and "
-                                      "[a missing heading](#nowhere).\n"})
+    proc = _build(
+        tmp_path,
+        {
+            "intro": "# Links\n\nSee [the missing page](missing.md) and "
+            "[a missing heading](#nowhere).\n"
+        },
+    )
     assert proc.returncode != 0
     assert "missing" in proc.stdout + proc.stderr
 
@@ -95,7 +103,7 @@ def test_terminal_blocks_run_once_in_order_with_their_output_under_them(tmp_path
     proc = _build(tmp_path, {"intro": TERMINAL_PAGE % "echo done > ran-once.txt"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     page = (tmp_path / "book" / "_build" / "html" / "intro.html").read_text()
-    outputs = [o.split("</pre>")[0] for o in page.split('terminal-output')[1:]]
+    outputs = [o.split("</pre>")[0] for o in page.split("terminal-output")[1:]]
     assert len(outputs) == 2
     assert "printed at build time" in outputs[0]
     assert "the same session: printed at build time" in outputs[1]  # stderr, and shell state
@@ -124,8 +132,7 @@ def test_terminal_commands_run_again_only_when_they_or_their_files_change(tmp_pa
     (src / "intro.md").write_text(page)
 
     def build() -> str:
-        proc = subprocess.run(book.build_command(src), capture_output=True, text=True,
-                              timeout=600)
+        proc = subprocess.run(book.build_command(src), capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         return (src / "_build" / "html" / "intro.html").read_text()
 

@@ -52,10 +52,20 @@ BATCH_CLASS = "needs-google-batch"  # checked: flags in the Batch venv's snakema
 ENGINE_CLASS = "needs-container-engine"  # checked: each line is a session of our noxfile
 # Directives that may appear in chapters. Code a reader sees is either run by the build
 # (terminal), checked here (the classes above), or included from a tested file (literalinclude).
-ALLOWED_DIRECTIVES = {"{terminal}", "{important}", "{warning}", "{note}", "{tip}",
-                      "{literalinclude}", "{package-table}", "{figure}", "{image}", "{admonition}",
-                      "{nb-exec-table}",  # a table the build fills in; no code
-                      "{roles-table}"}  # the roles a person needs, from iam.yaml; no code
+ALLOWED_DIRECTIVES = {
+    "{terminal}",
+    "{important}",
+    "{warning}",
+    "{note}",
+    "{tip}",
+    "{literalinclude}",
+    "{package-table}",
+    "{figure}",
+    "{image}",
+    "{admonition}",
+    "{nb-exec-table}",  # a table the build fills in; no code
+    "{roles-table}",
+}  # the roles a person needs, from iam.yaml; no code
 
 
 @dataclass
@@ -93,7 +103,10 @@ def test_chapters_show_no_untested_code() -> None:
     for page in CHAPTERS:
         for block in blocks(page):
             if block.info == "{code-block} bash" and block.options.get("class") in (
-                    LOGIN_CLASS, ENGINE_CLASS, BATCH_CLASS):
+                LOGIN_CLASS,
+                ENGINE_CLASS,
+                BATCH_CLASS,
+            ):
                 continue
             directive = block.info.split(maxsplit=1)[0] if block.info else ""  # not its argument
             assert directive in ALLOWED_DIRECTIVES, (
@@ -128,9 +141,16 @@ def test_login_blocks_are_marked_and_their_flags_exist(block: Block, tmp_path: P
         command = [w for w in words if not w.startswith("-")]
         flags = [w.split("=")[0] for w in words if w.startswith("--")]
         help_text = subprocess.run(
-            [*command, "--help"], capture_output=True, text=True, timeout=120,
-            env={"PATH": "/usr/bin:/bin", "CLOUDSDK_CONFIG": str(tmp_path), "HOME": str(tmp_path),
-                 "PAGER": "cat"},
+            [*command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "CLOUDSDK_CONFIG": str(tmp_path),
+                "HOME": str(tmp_path),
+                "PAGER": "cat",
+            },
         )
         assert help_text.returncode == 0, help_text.stderr
         for flag in flags:
@@ -144,8 +164,12 @@ ENGINE_BLOCKS = [b for p in CHAPTERS for b in blocks(p) if b.options.get("class"
 
 def _nox_sessions() -> set[str]:
     tree = ast.parse((ROOT / "noxfile.py").read_text())
-    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)
-            and any("session" in ast.unparse(d) for d in node.decorator_list)}
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any("session" in ast.unparse(d) for d in node.decorator_list)
+    }
 
 
 @pytest.mark.parametrize("block", ENGINE_BLOCKS, ids=lambda b: f"{_id(b.page)}:{b.line}")
@@ -165,12 +189,14 @@ def test_there_are_batch_blocks_to_check() -> None:
 
 
 @pytest.mark.parametrize("block", BATCH_BLOCKS, ids=lambda b: f"{_id(b.page)}:{b.line}")
-def test_batch_blocks_flags_exist_and_dry_run_plans(block: Block, batch_python: str, gcs,
-                                                    storage_env: dict, tmp_path: Path) -> None:
+def test_batch_blocks_flags_exist_and_dry_run_plans(
+    block: Block, batch_python: str, gcs, storage_env: dict, tmp_path: Path
+) -> None:
     assert "checked offline" in block.options.get("caption", "")
     assert block.code.startswith("snakemake "), "only snakemake commands may stand unrun here"
-    usage = subprocess.run([batch_python, "-m", "snakemake", "--help"], capture_output=True,
-                           text=True, timeout=120).stdout
+    usage = subprocess.run(
+        [batch_python, "-m", "snakemake", "--help"], capture_output=True, text=True, timeout=120
+    ).stdout
     flags = {w.split("=")[0] for w in shlex.split(block.code) if w.startswith("--")}
     assert flags <= set(re.findall(r"--[a-z][a-z0-9-]+", usage)), flags - set(usage.split())
 
@@ -180,8 +206,14 @@ def test_batch_blocks_flags_exist_and_dry_run_plans(block: Block, batch_python: 
     job = _page_folder(block.page, tmp_path / "job")
     env = without_credentials(dict(storage_env, HOME=str(tmp_path)), tmp_path)
     command = block.code.replace("snakemake ", f"{shlex.quote(batch_python)} -m snakemake ", 1)
-    dry = subprocess.run(["bash", "-c", command + " -n"], cwd=job, env=env,
-                         capture_output=True, text=True, timeout=300)
+    dry = subprocess.run(
+        ["bash", "-c", command + " -n"],
+        cwd=job,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-3000:]
     assert "rule plot:" in dry.stdout + dry.stderr
 
@@ -191,8 +223,11 @@ def _page_folder(page: Path, where: Path) -> Path:
     block asks for (`:copy: SRC [DEST]`). Returns the folder to run in."""
     first = terminal.blocks(page.read_text())[0]
     src, _, dest = first.options["copy"].partition(" ")
-    shutil.copytree(page.parent / src, where / dest.strip(),
-                    ignore=shutil.ignore_patterns("__pycache__", ".snakemake"))
+    shutil.copytree(
+        page.parent / src,
+        where / dest.strip(),
+        ignore=shutil.ignore_patterns("__pycache__", ".snakemake"),
+    )
     return where
 
 
@@ -202,8 +237,8 @@ FIRST_JOB_PROFILE = ROOT / "book" / "examples" / "first-job" / "googlebatch" / "
 
 @pytest.mark.slow
 def test_first_jobs_batch_command_runs_in_the_image_and_makes_the_local_runs_picture(
-        batch_python: str, task_python: str, emulator, gcs, storage_env: dict,
-        tmp_path: Path) -> None:
+    batch_python: str, task_python: str, emulator, gcs, storage_env: dict, tmp_path: Path
+) -> None:
     """The page's Google Batch command as the reader types it, with `snakemake` run through the
     Batch stand-in (real executor plugin, the page's profile and files, storage in the emulator,
     no Google credentials): it makes the picture the page's local command makes, in one Batch
@@ -219,14 +254,19 @@ def test_first_jobs_batch_command_runs_in_the_image_and_makes_the_local_runs_pic
     job = _page_folder(FIRST_JOB, tmp_path / "job")
     out = standin_folder()
     try:
-        env = standin_env(without_credentials(dict(storage_env, HOME=str(tmp_path)), tmp_path),
-                          out, task_python)
+        env = standin_env(
+            without_credentials(dict(storage_env, HOME=str(tmp_path)), tmp_path), out, task_python
+        )
         command = block.code.replace(
-            "snakemake ", f"{shlex.quote(batch_python)} {shlex.quote(str(STANDIN))} ", 1)
-        command += (f" --default-storage-prefix gs://{bucket}/snakemake-work"
-                    f" --config plots=gs://{bucket}/batch")
-        proc = subprocess.run(["bash", "-c", command], cwd=job, env=env, capture_output=True,
-                              text=True, timeout=600)
+            "snakemake ", f"{shlex.quote(batch_python)} {shlex.quote(str(STANDIN))} ", 1
+        )
+        command += (
+            f" --default-storage-prefix gs://{bucket}/snakemake-work"
+            f" --config plots=gs://{bucket}/batch"
+        )
+        proc = subprocess.run(
+            ["bash", "-c", command], cwd=job, env=env, capture_output=True, text=True, timeout=600
+        )
         print(proc.stdout[-20000:], proc.stderr[-20000:], sep="\n")  # shown when it fails
         run = BatchRun(proc, out, job, bucket)
         assert proc.returncode == 0, "the run failed: its output is printed above"
@@ -237,12 +277,19 @@ def test_first_jobs_batch_command_runs_in_the_image_and_makes_the_local_runs_pic
 
         # The page's first command, on the reader's JupyterLab (here: the tests' environment,
         # as the build runs it), in the same folder, into another prefix of the same bucket.
-        (local_line,) = [line for line in terminal.blocks(FIRST_JOB.read_text())[0]
-                         .code.splitlines() if line.startswith("snakemake ")]
+        (local_line,) = [
+            line
+            for line in terminal.blocks(FIRST_JOB.read_text())[0].code.splitlines()
+            if line.startswith("snakemake ")
+        ]
         local = subprocess.run(
-            ["bash", "-c", local_line + f" --config plots=gs://{bucket}/local"], cwd=job,
+            ["bash", "-c", local_line + f" --config plots=gs://{bucket}/local"],
+            cwd=job,
             env=dict(storage_env, HOME=str(tmp_path), PATH=terminal_path(storage_env)),
-            capture_output=True, text=True, timeout=600)
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert local.returncode == 0, local.stdout[-2000:] + local.stderr[-3000:]
         assert gcs.bucket(bucket).blob("local/multi_signal.png").download_as_bytes() == picture
 
@@ -256,7 +303,8 @@ def test_first_jobs_batch_command_runs_in_the_image_and_makes_the_local_runs_pic
         assert "batch-cos" in profile["googlebatch-image-family"]
         assert instances["policy"]["bootDisk"]["image"] == (
             f"projects/{profile['googlebatch-image-project']}/global/images/family/"
-            f"{profile['googlebatch-image-family']}")
+            f"{profile['googlebatch-image-family']}"
+        )
         runnables = submitted["taskGroups"][0]["taskSpec"]["runnables"]
         assert runnables[-1]["container"]["imageUri"] == registry.load().uri()
         for runnable in runnables:
@@ -270,8 +318,10 @@ def test_first_jobs_batch_command_runs_in_the_image_and_makes_the_local_runs_pic
         roles, people = roles_table.load()
         calls = emulator.calls.list()
         api = set((out / "api-permissions.log").read_text().split())
-        for who, seen in ((SUBMITTER, permissions.recorded(calls, SUBMITTER) | api),
-                          ("batch-job", permissions.recorded(calls, "batch-job"))):
+        for who, seen in (
+            (SUBMITTER, permissions.recorded(calls, SUBMITTER) | api),
+            ("batch-job", permissions.recorded(calls, "batch-job")),
+        ):
             assert seen <= set(people[who].needs), (who, sorted(seen - set(people[who].needs)))
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -77,8 +77,9 @@ def storage() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def regression(storage: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-               ) -> NBRegressionFixture:
+def regression(
+    storage: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> NBRegressionFixture:
     clone = jupyterlab.clone(tmp_path_factory.mktemp("reader"), CONFIG["repository"]["branch"])
     scratch = tmp_path_factory.mktemp("scratch")
     return NBRegressionFixture(
@@ -111,8 +112,9 @@ class Checked:
 
 
 @pytest.fixture(scope="module")
-def check(regression: NBRegressionFixture, tmp_path_factory: pytest.TempPathFactory
-          ) -> Callable[[str], Checked]:
+def check(
+    regression: NBRegressionFixture, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], Checked]:
     """Each download executed once by pytest-notebook (its ``check``), the result kept."""
     done: dict[str, Checked] = {}
     folder = tmp_path_factory.mktemp("downloads")
@@ -123,23 +125,24 @@ def check(regression: NBRegressionFixture, tmp_path_factory: pytest.TempPathFact
             path = folder / f"{Path(notebook).name}.ipynb"
             nbformat.write(expected, path)
             result = regression.check(str(path), raise_errors=False)
-            done[notebook] = Checked(expected, result.nb_final, result.diff_string,
-                                     bool(result.diff_filtered))
+            done[notebook] = Checked(
+                expected, result.nb_final, result.diff_string, bool(result.diff_filtered)
+            )
         return done[notebook]
 
     return run
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_the_download_reproduces_the_page(check: Callable[[str], Checked],
-                                          notebook: str) -> None:
+def test_the_download_reproduces_the_page(check: Callable[[str], Checked], notebook: str) -> None:
     checked = check(notebook)
     assert not checked.differs, f"{notebook}: fresh outputs differ from the page's\n{checked.diff}"
 
 
 # --- a difference that is not volatile fails -----------------------------------------------------
-def _differs(regression: NBRegressionFixture, expected: nbformat.NotebookNode,
-             fresh: nbformat.NotebookNode) -> bool:
+def _differs(
+    regression: NBRegressionFixture, expected: nbformat.NotebookNode, fresh: nbformat.NotebookNode
+) -> bool:
     """pytest-notebook's comparison of ``check``, with the fixture's settings, without a rerun."""
     replace = list(regression.diff_replace)
     diff = diff_notebooks(regex_replace_nb(expected, replace), regex_replace_nb(fresh, replace))
@@ -169,7 +172,8 @@ PLANTS = {
 
 @pytest.mark.parametrize("notebook", sorted(PLANTS))
 def test_a_planted_difference_beside_a_volatile_part_fails(
-        regression: NBRegressionFixture, check: Callable[[str], Checked], notebook: str) -> None:
+    regression: NBRegressionFixture, check: Callable[[str], Checked], notebook: str
+) -> None:
     checked = check(notebook)
     assert not _differs(regression, checked.expected, checked.fresh)  # as the test above found
     old, new = PLANTS[notebook]
@@ -179,13 +183,15 @@ def test_a_planted_difference_beside_a_volatile_part_fails(
     assert _differs(regression, planted, checked.fresh)
 
 
-def test_a_planted_difference_fails_the_check(regression: NBRegressionFixture,
-                                              tmp_path: Path) -> None:
+def test_a_planted_difference_fails_the_check(
+    regression: NBRegressionFixture, tmp_path: Path
+) -> None:
     """End to end, through pytest-notebook's own ``check``: one changed figure on the page."""
     notebook = "notebooks/scaling"
     expected = _expected(notebook)
-    texts = [o for c in expected.cells for o in c.get("outputs", []) if "text/plain" in
-             o.get("data", {})]
+    texts = [
+        o for c in expected.cells for o in c.get("outputs", []) if "text/plain" in o.get("data", {})
+    ]
     assert texts, "the scaling page shows no table"
     table = texts[0].data["text/plain"]
     number = re.search(r"\b\d{3,}\b", table).group()

@@ -18,8 +18,9 @@ from microscopy_notebook.paths import BOOK
 
 def _snakemake_help() -> str:
     snakemake = Path(sys.executable).with_name("snakemake")
-    return subprocess.run([str(snakemake), "--help"], capture_output=True, text=True,
-                          timeout=120).stdout
+    return subprocess.run(
+        [str(snakemake), "--help"], capture_output=True, text=True, timeout=120
+    ).stdout
 
 
 def test_snakemake_9_preemptible_flags_as_the_migration_table_says() -> None:
@@ -45,8 +46,10 @@ def test_hyperspy_api_nogui_is_gone_and_api_imports() -> None:
     assert (major, minor) >= (2, 1)
     assert importlib.util.find_spec("hyperspy.api_nogui") is None
     assert importlib.util.find_spec("hyperspy.api") is not None
-    assert "HyperSpy 2.1.0 then removed `api_nogui`" in (BOOK / "chapters" /
-                                                          "migration.md").read_text()
+    assert (
+        "HyperSpy 2.1.0 then removed `api_nogui`"
+        in (BOOK / "chapters" / "migration.md").read_text()
+    )
 
 
 def test_every_dated_fact_carries_its_source() -> None:
@@ -55,10 +58,17 @@ def test_every_dated_fact_carries_its_source() -> None:
         ("cloud-storage.md", "after March 2027", "https://cloud.google.com/storage/docs/gsutil"),
         ("migration.md", "After March 2027", "https://cloud.google.com/storage/docs/gsutil"),
         ("image.md", "until March 2027", "https://cloud.google.com/storage/docs/gsutil"),
-        ("migration.md", "Ubuntu 24.04 still ships it",
-         "https://manpages.ubuntu.com/manpages/noble/man8/apt-key.8.html"),
+        (
+            "migration.md",
+            "Ubuntu 24.04 still ships it",
+            "https://manpages.ubuntu.com/manpages/noble/man8/apt-key.8.html",
+        ),
         ("migration.md", "HyperSpy 2.1.0", "https://github.com/hyperspy/hyperspy/blob/"),
-        ("migration.md", "in July 2025", "https://cloud.google.com/life-sciences/docs/deprecations"),
+        (
+            "migration.md",
+            "in July 2025",
+            "https://cloud.google.com/life-sciences/docs/deprecations",
+        ),
         ("migration.md", "Docker Hub images in 2023", "https://github.com/jupyter/docker-stacks"),
     ]:
         text = (BOOK / "chapters" / page).read_text()

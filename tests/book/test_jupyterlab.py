@@ -86,8 +86,9 @@ def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(f"no {CHROMIUM}: `nox -s tests` installs Debian's chromium (apt-get) first")
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                              headless=True)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         try:
             yield chromium
         finally:
@@ -103,8 +104,10 @@ class Visit:
         self.external: list[str] = []
         origin = urlsplit(lab.url).netloc
         self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(
-            f"console error: {m.text}"))
+        self.page.on(
+            "console",
+            lambda m: m.type == "error" and self.errors.append(f"console error: {m.text}"),
+        )
 
         def only_local(route: Route) -> None:
             if urlsplit(route.request.url).netloc not in (origin, ""):
@@ -146,8 +149,7 @@ def _launch(visit: Visit, lab: Lab, origin: Path, notebook: str) -> str:
     query["repo"] = origin.as_uri()
     visit.page.goto(lab.link(f"git-pull?{urlencode(query)}"))
     # nbgitpuller's page streams the git output, then sends the browser on to `urlpath`.
-    visit.page.wait_for_url(re.compile(rf"/{re.escape(query['urlpath'])}(\?|$)"),
-                            timeout=120_000)
+    visit.page.wait_for_url(re.compile(rf"/{re.escape(query['urlpath'])}(\?|$)"), timeout=120_000)
     # The tutorial opens and starts its kernel; closing the page before the kernel is up would
     # leave a half-made session that hangs the next opening of the file.
     lab.wait_for_kernel(query["urlpath"].removeprefix("lab/tree/"), visit.page)
@@ -211,7 +213,8 @@ def test_the_launch_link_is_one_nbgitpuller_follows(clone: Path, notebook: str) 
 
 
 def test_the_launch_link_clones_the_repository_and_opens_the_tutorial(
-        launched: Launched, origin: Path) -> None:
+    launched: Launched, origin: Path
+) -> None:
     """The first launch (the `launched` fixture): nbgitpuller clones, JupyterLab opens the file."""
     path = urlsplit(launched.landed).path
     assert path == f"/lab/tree/{REPO_NAME}/book/{launched.notebook}.md", launched.landed
@@ -240,8 +243,9 @@ def _open_and_run(visit: Visit, lab: Lab, relative: str) -> dict:
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_the_tutorial_runs_in_jupyterlab(lab: Lab, clone: Path, browser: Browser,
-                                         notebook: str) -> None:
+def test_the_tutorial_runs_in_jupyterlab(
+    lab: Lab, clone: Path, browser: Browser, notebook: str
+) -> None:
     source = clone / "book" / f"{notebook}.md"
     expected = jupytext.read(source)
     code_cells = sum(cell.cell_type == "code" for cell in expected.cells)
@@ -322,12 +326,16 @@ def test_a_write_in_the_reader_s_folders_is_seen(tmp_path: Path) -> None:
     (notebooks / "scaling.md").write_text("changed by a cell\n")
     (home / "results.csv").write_text("a file in the home\n")
     written = [c for c in Files.of(home).changed_since(before) if not _allowed(c)]
-    assert written == [f"+ {REPO_NAME}/book/notebooks/preview.png",
-                       f"~ {REPO_NAME}/book/notebooks/scaling.md", "+ results.csv"]
+    assert written == [
+        f"+ {REPO_NAME}/book/notebooks/preview.png",
+        f"~ {REPO_NAME}/book/notebooks/scaling.md",
+        "+ results.csv",
+    ]
 
 
 def test_without_the_image_settings_a_tutorial_opens_as_text(
-        tmp_path: Path, storage: Emulator, clone: Path, browser: Browser) -> None:
+    tmp_path: Path, storage: Emulator, clone: Path, browser: Browser
+) -> None:
     """What overrides.json is for: without it, double-clicking a .md opens the text editor."""
     home = tmp_path / "home"
     home.mkdir()

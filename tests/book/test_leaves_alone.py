@@ -32,18 +32,30 @@ READERS_OWN = "a-readers-own-bucket"
 # What stands in the way before the book runs: at the names the book writes, and beside them.
 BEFORE: dict[str, list[str]] = {
     samples.BUCKET: ["MockDataFiles/keep-me.txt", "keep-me.txt"],
-    samples.OUTPUT_BUCKET: ["first-job/multi_signal.png", "first-job/keep-me.txt",
-                            "previews/dm3/multi_signal.dm3.png", "previews/keep-me.txt",
-                            "snakemake-work/keep-me.txt", "keep-me.txt"],
-    samples.SCRATCH_BUCKET: ["session-1/multi_signal.dm3", "session-1/keep-me.txt",
-                             "session-2/EELS_spectrum.dm3", "tia/keep-me.txt", "keep-me.txt"],
-    "nexuslims_example-notebook-demo": ["uploads/multi_signal.dm3", "uploads/keep-me.txt",
-                                        "keep-me.txt"],
+    samples.OUTPUT_BUCKET: [
+        "first-job/multi_signal.png",
+        "first-job/keep-me.txt",
+        "previews/dm3/multi_signal.dm3.png",
+        "previews/keep-me.txt",
+        "snakemake-work/keep-me.txt",
+        "keep-me.txt",
+    ],
+    samples.SCRATCH_BUCKET: [
+        "session-1/multi_signal.dm3",
+        "session-1/keep-me.txt",
+        "session-2/EELS_spectrum.dm3",
+        "tia/keep-me.txt",
+        "keep-me.txt",
+    ],
+    "nexuslims_example-notebook-demo": [
+        "uploads/multi_signal.dm3",
+        "uploads/keep-me.txt",
+        "keep-me.txt",
+    ],
     "nexuslims_example-guide": ["index.html", "404.html", "keep-me.txt"],
     READERS_OWN: ["uploads/multi_signal.dm3", "session-1/multi_signal.dm3", "keep-me.txt"],
 }
-CHAPTERS = sorted(p for p in (BOOK / "chapters").glob("*.md")
-                  if terminal.blocks(p.read_text()))
+CHAPTERS = sorted(p for p in (BOOK / "chapters").glob("*.md") if terminal.blocks(p.read_text()))
 NOTEBOOKS = [BOOK / "notebooks" / "cloud-storage.md", BOOK / "notebooks" / "thumbnail-job.md"]
 # Where a page may stop, in a world where its buckets exist already: creating a bucket is refused.
 MAY_STOP_AT = "gcloud storage buckets create"
@@ -76,8 +88,10 @@ def _png() -> bytes:
 
 
 def _snapshot(client) -> dict[str, dict[str, int]]:
-    return {b.name: {o.name: o.generation for o in client.list_blobs(b.name)}
-            for b in client.list_buckets()}
+    return {
+        b.name: {o.name: o.generation for o in client.list_blobs(b.name)}
+        for b in client.list_buckets()
+    }
 
 
 def _run_chapter(page: Path, tmp_path: Path, replace: dict[str, str]) -> terminal.Run:
@@ -94,7 +108,8 @@ def _run_chapter(page: Path, tmp_path: Path, replace: dict[str, str]) -> termina
         stopped_at = found[result.failed].code
         assert MAY_STOP_AT in stopped_at, (
             f"{page.name}: a command failed in a world where its buckets exist:\n"
-            f"{stopped_at}\n{result.outputs[result.failed][-2000:]}")
+            f"{stopped_at}\n{result.outputs[result.failed][-2000:]}"
+        )
     return result
 
 
@@ -103,16 +118,26 @@ def _run_notebook(path: Path, replace: dict[str, str]) -> None:
     for cell in notebook.cells:
         for old, new in replace.items():
             cell.source = cell.source.replace(old, new)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("replace", [{}, {"nexuslims_example-scratch": READERS_OWN,
-                                          "nexuslims_example-notebook-demo": READERS_OWN}],
-                         ids=["example-buckets", "readers-own-bucket"])
-def test_the_book_leaves_alone_what_it_did_not_make(populated, tmp_path: Path,
-                                                    replace: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "replace",
+    [
+        {},
+        {"nexuslims_example-scratch": READERS_OWN, "nexuslims_example-notebook-demo": READERS_OWN},
+    ],
+    ids=["example-buckets", "readers-own-bucket"],
+)
+def test_the_book_leaves_alone_what_it_did_not_make(
+    populated, tmp_path: Path, replace: dict[str, str]
+) -> None:
     before = _snapshot(populated)
     for page in CHAPTERS:
         _run_chapter(page, tmp_path, replace)

@@ -20,8 +20,17 @@ from microscopy_notebook import book
 from microscopy_notebook.book import publish
 
 EXTERNAL = ("http", "https", "mailto", "tel", "data", "javascript")
-ATTRIBUTES = {"a": "href", "link": "href", "area": "href", "script": "src", "img": "src",
-              "source": "src", "iframe": "src", "video": "src", "audio": "src"}
+ATTRIBUTES = {
+    "a": "href",
+    "link": "href",
+    "area": "href",
+    "script": "src",
+    "img": "src",
+    "source": "src",
+    "iframe": "src",
+    "video": "src",
+    "audio": "src",
+}
 
 
 @cache
@@ -35,8 +44,9 @@ def _ids(page: Path) -> frozenset[str]:
 def broken_links(site: Path) -> list[str]:
     """``page: url (why)`` for every local link of every published page that does not resolve."""
     problems = []
-    pages = sorted(p for p in site.rglob("*.html")
-                   if publish.excluded(p.relative_to(site).as_posix()) is None)
+    pages = sorted(
+        p for p in site.rglob("*.html") if publish.excluded(p.relative_to(site).as_posix()) is None
+    )
     for page in pages:
         name = page.relative_to(site).as_posix()
         soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
@@ -77,9 +87,11 @@ def test_the_checker_finds_broken_files_and_anchors(tmp_path: Path) -> None:
         '<h2 id="here">Here</h2><a href="sub/page.html#there">ok</a><a href="#here">ok</a>'
         '<a href="sub/page.html#nowhere">bad</a><a href="gone.html">bad</a>'
         '<img src="sub/missing.png"><a href="https://example.org/x.html#y">external</a>'
-        '<a href="/">root</a><a href="sub/">folder</a><a href=".buildinfo">internal</a>')
+        '<a href="/">root</a><a href="sub/">folder</a><a href=".buildinfo">internal</a>'
+    )
     (tmp_path / "sub" / "page.html").write_text(
-        '<a name="there"></a><a href="../index.html#here">ok</a><a href="../../up.html">bad</a>')
+        '<a name="there"></a><a href="../index.html#here">ok</a><a href="../../up.html">bad</a>'
+    )
     (tmp_path / "sub" / "index.html").write_text("<p>folder</p>")
     (tmp_path / ".buildinfo").write_text("# Sphinx build info")
     assert broken_links(tmp_path) == [
@@ -104,8 +116,11 @@ def test_cross_page_anchors_are_really_checked() -> None:
         pytest.fail("no built site: run `nox -s docs` (nox -s tests builds it before pytest)")
     page = book.HTML / "chapters" / "migration.html"
     soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
-    anchored = [a["href"] for a in soup.select("article a[href]")
-                if "#" in a["href"] and not a["href"].startswith(("#", "http"))]
+    anchored = [
+        a["href"]
+        for a in soup.select("article a[href]")
+        if "#" in a["href"] and not a["href"].startswith(("#", "http"))
+    ]
     assert "cloud-storage.html#gsutil-the-older-tool" in anchored
     target = posixpath.normpath("chapters/cloud-storage.html")
     assert "gsutil-the-older-tool" in _ids(book.HTML / target)

@@ -78,7 +78,7 @@ def bucket(gcs) -> str:
 
 
 def _objects(gcs, bucket: str, prefix: str = "") -> dict[str, object]:
-    return {b.name[len(prefix):]: b for b in gcs.list_blobs(bucket, prefix=prefix or None)}
+    return {b.name[len(prefix) :]: b for b in gcs.list_blobs(bucket, prefix=prefix or None)}
 
 
 def _quiet(_: str) -> None:
@@ -86,18 +86,23 @@ def _quiet(_: str) -> None:
 
 
 # --- the rules -----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("target", "expected"), [
-    ("gs://nexuslims_example-guide", ("nexuslims_example-guide", "")),
-    ("gs://nexuslims_example-guide/", ("nexuslims_example-guide", "")),
-    ("gs://guide.example.org/2026/", ("guide.example.org", "2026/")),
-    ("gs://b1b/a/b", ("b1b", "a/b/")),
-])
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("gs://nexuslims_example-guide", ("nexuslims_example-guide", "")),
+        ("gs://nexuslims_example-guide/", ("nexuslims_example-guide", "")),
+        ("gs://guide.example.org/2026/", ("guide.example.org", "2026/")),
+        ("gs://b1b/a/b", ("b1b", "a/b/")),
+    ],
+)
 def test_targets(target: str, expected: tuple[str, str]) -> None:
     assert publish.parse_target(target) == expected
 
 
-@pytest.mark.parametrize("target", ["nexuslims_example-guide", "s3://b/x", "gs://B", "gs://b1b/a//b",
-                                    "gs://b1b/../x", "gs://"])
+@pytest.mark.parametrize(
+    "target",
+    ["nexuslims_example-guide", "s3://b/x", "gs://B", "gs://b1b/a//b", "gs://b1b/../x", "gs://"],
+)
 def test_bad_targets_are_refused(target: str) -> None:
     with pytest.raises(ValueError):
         publish.parse_target(target)
@@ -106,24 +111,36 @@ def test_bad_targets_are_refused(target: str) -> None:
 def test_build_internals_are_excluded_and_the_site_is_not() -> None:
     for path in BUILD_INTERNALS:
         assert publish.excluded(path), path
-    for path in ("index.html", "_sources/notebooks/cloud-storage.ipynb", "_static/copybutton.js",
-                 "_static/vendor/fontawesome/webfonts/fa-solid-900.woff2", "objects.inv", IMAGE):
+    for path in (
+        "index.html",
+        "_sources/notebooks/cloud-storage.ipynb",
+        "_static/copybutton.js",
+        "_static/vendor/fontawesome/webfonts/fa-solid-900.woff2",
+        "objects.inv",
+        IMAGE,
+    ):
         assert publish.excluded(path) is None, path
 
 
-@pytest.mark.parametrize(("path", "content_type", "cache"), [
-    ("index.html", "text/html; charset=utf-8", publish.REVALIDATE),
-    ("chapters/one.html", "text/html; charset=utf-8", publish.REVALIDATE),
-    ("searchindex.js", "text/javascript; charset=utf-8", publish.REVALIDATE),
-    ("_sources/notebooks/demo.ipynb", "application/x-ipynb+json", publish.REVALIDATE),
-    ("_sources/chapters/one.md", "text/markdown; charset=utf-8", publish.REVALIDATE),
-    (IMAGE, "image/png", publish.IMMUTABLE),
-    ("_static/mystnb.11b39860a7a0cbfd473a3ad8a317855267ff0bd372.css", "text/css; charset=utf-8",
-     publish.IMMUTABLE),
-    ("_static/style.css", "text/css; charset=utf-8", publish.ASSET),
-    ("_static/vendor/fontawesome/webfonts/fa-solid-900.woff2", "font/woff2", publish.ASSET),
-    ("_static/images/logo_jupyterhub.svg", "image/svg+xml", publish.ASSET),
-])
+@pytest.mark.parametrize(
+    ("path", "content_type", "cache"),
+    [
+        ("index.html", "text/html; charset=utf-8", publish.REVALIDATE),
+        ("chapters/one.html", "text/html; charset=utf-8", publish.REVALIDATE),
+        ("searchindex.js", "text/javascript; charset=utf-8", publish.REVALIDATE),
+        ("_sources/notebooks/demo.ipynb", "application/x-ipynb+json", publish.REVALIDATE),
+        ("_sources/chapters/one.md", "text/markdown; charset=utf-8", publish.REVALIDATE),
+        (IMAGE, "image/png", publish.IMMUTABLE),
+        (
+            "_static/mystnb.11b39860a7a0cbfd473a3ad8a317855267ff0bd372.css",
+            "text/css; charset=utf-8",
+            publish.IMMUTABLE,
+        ),
+        ("_static/style.css", "text/css; charset=utf-8", publish.ASSET),
+        ("_static/vendor/fontawesome/webfonts/fa-solid-900.woff2", "font/woff2", publish.ASSET),
+        ("_static/images/logo_jupyterhub.svg", "image/svg+xml", publish.ASSET),
+    ],
+)
 def test_headers_by_kind_of_file(path: str, content_type: str, cache: str) -> None:
     headers = publish.headers_for(path)
     assert (headers.content_type, headers.cache_control) == (content_type, cache)
@@ -133,22 +150,27 @@ def test_headers_by_kind_of_file(path: str, content_type: str, cache: str) -> No
 def test_an_asset_every_page_links_with_a_version_is_cached_for_a_year(site) -> None:
     root, _ = site
     assert publish.versioned_assets(root, ["index.html", "chapters/one.html"]) == {
-        "_static/style.css"}
+        "_static/style.css"
+    }
     (root / "chapters" / "two.html").write_text('<link href="../_static/style.css">')
     assert publish.versioned_assets(root, ["index.html", "chapters/two.html"]) == set()
 
 
 def test_plan_compares_md5_and_headers_and_keeps_what_it_did_not_upload() -> None:
     headers = publish.headers_for("a.html")
-    local = [publish.LocalFile("a.html", "md5-a", 1, headers),
-             publish.LocalFile("b.html", "md5-b", 1, headers),
-             publish.LocalFile("c.html", "md5-c", 1, headers)]
+    local = [
+        publish.LocalFile("a.html", "md5-a", 1, headers),
+        publish.LocalFile("b.html", "md5-b", 1, headers),
+        publish.LocalFile("c.html", "md5-c", 1, headers),
+    ]
     ours = {publish.MARKER[0]: publish.MARKER[1]}
-    remote = [publish.RemoteObject("p/a.html", "md5-a", 1, 1, headers, ours),
-              publish.RemoteObject("p/b.html", "old", 1, 1, headers, ours),
-              publish.RemoteObject("p/c.html", "md5-c", 1, 1, publish.headers_for("c.css"), ours),
-              publish.RemoteObject("p/gone.html", "x", 1, 1, headers, ours),
-              publish.RemoteObject("p/notes.txt", "x", 1, 1, headers, {})]
+    remote = [
+        publish.RemoteObject("p/a.html", "md5-a", 1, 1, headers, ours),
+        publish.RemoteObject("p/b.html", "old", 1, 1, headers, ours),
+        publish.RemoteObject("p/c.html", "md5-c", 1, 1, publish.headers_for("c.css"), ours),
+        publish.RemoteObject("p/gone.html", "x", 1, 1, headers, ours),
+        publish.RemoteObject("p/notes.txt", "x", 1, 1, headers, {}),
+    ]
     plan = publish.plan(local, remote, "b", "p/")
     assert [f.path for f in plan.unchanged] == ["a.html"]
     assert [f.path for f, _ in plan.upload] == ["b.html"]
@@ -173,7 +195,8 @@ def test_the_bucket_holds_the_site_served_right(site, gcs, bucket: str) -> None:
     assert objects["_static/style.css"].cache_control == publish.IMMUTABLE  # linked with ?v=
     assert objects["_static/search.js"].cache_control == publish.ASSET
     assert objects["_sources/notebooks/demo.ipynb"].content_disposition == (
-        'attachment; filename="demo.ipynb"')
+        'attachment; filename="demo.ipynb"'
+    )
     assert len(plan.upload) == len(files)
     assert lines[0].startswith(f"gs://{bucket}/: {len(files)} uploaded, 0 updated")
 
@@ -186,8 +209,9 @@ def test_a_second_publish_uploads_nothing(site, gcs, bucket: str) -> None:
     plan = publish.publish(root, f"gs://{bucket}", log=lines.append)
     assert (plan.upload, plan.update, plan.remove) == ([], [], [])
     assert len(plan.unchanged) == len(files)
-    assert lines == [f"gs://{bucket}/: 0 uploaded, 0 updated (headers only), {len(files)} "
-                     "unchanged, 0 removed"]
+    assert lines == [
+        f"gs://{bucket}/: 0 uploaded, 0 updated (headers only), {len(files)} unchanged, 0 removed"
+    ]
     after = {n: (b.generation, b.metageneration) for n, b in _objects(gcs, bucket).items()}
     assert after == before  # the server agrees: no object was written
 
@@ -240,13 +264,15 @@ def test_a_dry_run_changes_nothing(site, gcs, bucket: str) -> None:
 
 
 def test_a_failed_upload_fails_the_publish_and_removes_nothing(
-        site, gcs, bucket: str, emulator: Emulator) -> None:
+    site, gcs, bucket: str, emulator: Emulator
+) -> None:
     root, _ = site
     publish.publish(root, f"gs://{bucket}", log=_quiet)
     (root / "chapters" / "old.html").unlink()
     (root / "chapters" / "one.html").write_text("<html><body>new</body></html>")
-    emulator.faults.add(lambda method, path: method == "POST" and path.startswith("/upload/"),
-                        "status:403")  # not retried: the client gives up at once
+    emulator.faults.add(
+        lambda method, path: method == "POST" and path.startswith("/upload/"), "status:403"
+    )  # not retried: the client gives up at once
     with pytest.raises(RuntimeError, match="chapters/one.html: Forbidden"):
         publish.publish(root, f"gs://{bucket}", log=_quiet)
     assert "chapters/old.html" in _objects(gcs, bucket)  # still linked by the old pages
@@ -275,13 +301,23 @@ def test_publishing_the_built_site(gcs, bucket: str) -> None:
     for name, blob in objects.items():
         assert blob.md5_hash == files[name].md5, name
         assert (blob.content_type, blob.cache_control) == (
-            files[name].headers.content_type, files[name].headers.cache_control), name
+            files[name].headers.content_type,
+            files[name].headers.cache_control,
+        ), name
     # Every file the site is made of has a real type; only objects.inv is opaque data.
-    assert [n for n, f in files.items()
-            if f.headers.content_type == publish.FALLBACK_TYPE] == ["objects.inv"]
+    assert [n for n, f in files.items() if f.headers.content_type == publish.FALLBACK_TYPE] == [
+        "objects.inv"
+    ]
     # The pages and the downloads a reader needs are there, and the build's own files are not.
-    for needed in ("index.html", "intro.html", "search.html", "searchindex.js", "404.html",
-                   "_sources/notebooks/cloud-storage.ipynb", "_sources/intro.md"):
+    for needed in (
+        "index.html",
+        "intro.html",
+        "search.html",
+        "searchindex.js",
+        "404.html",
+        "_sources/notebooks/cloud-storage.ipynb",
+        "_sources/intro.md",
+    ):
         assert needed in objects, needed
     everything = [p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()]
     assert {p for p in everything if publish.excluded(p)} == set(everything) - set(files)
@@ -295,10 +331,14 @@ def test_publishing_the_built_site(gcs, bucket: str) -> None:
                 linked.add(posixpath.normpath(posixpath.join(posixpath.dirname(page), url.path)))
     assert linked <= set(files), linked - set(files)
     # The pages are revalidated; the theme's versioned files are kept for a year.
-    assert all(f.headers.cache_control == publish.REVALIDATE
-               for n, f in files.items() if n.endswith(".html"))
+    assert all(
+        f.headers.cache_control == publish.REVALIDATE
+        for n, f in files.items()
+        if n.endswith(".html")
+    )
     assert files["_static/scripts/pydata-sphinx-theme.js"].headers.cache_control == (
-        publish.IMMUTABLE)
+        publish.IMMUTABLE
+    )
     assert len(plan.upload) == len(files)
     again = publish.publish(site, f"gs://{bucket}", log=_quiet)
     assert (again.upload, again.update, again.remove) == ([], [], [])

@@ -41,7 +41,8 @@ def test_a_person_whose_roles_miss_a_needed_permission_fails_the_build(tmp_path:
 
 
 def test_publishing_needs_only_what_the_maintainers_roles_grant(
-        emulator, gcs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    emulator, gcs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`nox -s publish` measured: a first publish, then one that replaces a page, patches a
     header and removes a stale page, all recorded as the maintainer's calls."""
     from microscopy_notebook.book import publish
@@ -88,9 +89,20 @@ def test_the_storage_notebook_needs_only_what_the_readers_roles_grant(tmp_path: 
         emu.calls.clear()
         env = emu.apply()
         env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-        run = subprocess.run([str(Path(sys.executable).with_name("jupytext")), "--to", "ipynb",
-                              "--execute", notebook.name], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=600)
+        run = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("jupytext")),
+                "--to",
+                "ipynb",
+                "--execute",
+                notebook.name,
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert run.returncode == 0, run.stderr[-3000:]
         needed = permissions.recorded(emu.calls.list())
     print(sorted(needed))
@@ -100,8 +112,9 @@ def test_the_storage_notebook_needs_only_what_the_readers_roles_grant(tmp_path: 
     assert roles_table.ungranted(roles, reader) == []
 
 
-TERMINAL_PAGES = sorted(p for p in (ROOT / "book" / "chapters").glob("*.md")
-                        if terminal.blocks(p.read_text()))
+TERMINAL_PAGES = sorted(
+    p for p in (ROOT / "book" / "chapters").glob("*.md") if terminal.blocks(p.read_text())
+)
 
 
 @pytest.mark.slow
@@ -134,4 +147,5 @@ def test_a_chapters_commands_need_only_what_its_persons_roles_grant(page: Path) 
     print(name, person.name, sorted(needed))
     assert needed <= set(person.needs), (
         f"{name} needed {sorted(needed - set(person.needs))}, which iam.yaml does not list for "
-        f"{person.name}")
+        f"{person.name}"
+    )

@@ -46,16 +46,19 @@ def test_the_page_shows_the_files_figures(tables: list[dict[str, list[str]]]) ->
     compare = json.loads((RESULTS / "compare.json").read_text())
     ours = compare["variants"]["ours"]
     archive = json.loads((RESULTS / "archive.json").read_text())
-    shown = {label: values[0] for table in tables for label, values in table.items()
-             if len(values) == 1}
+    shown = {
+        label: values[0] for table in tables for label, values in table.items() if len(values) == 1
+    }
     expected = {
         "ours: wall time (s)": round(ours["wall_s"], 1),
         "ours: cost of one more file, 2 cores (ms)": round(1000 * ours["marginal_s_per_file"], 1),
         "rerun, nothing new (s)": round(archive["nothing_new_s"], 1),
-        "report bytes that run wrote (% of report.csv)":
-            round(100 * archive["report_written_fraction"], 2),
-        f"one new file in {archive['latency_archive']}: preview after (s)":
-            round(archive["latency_one_new_file_s"], 1),
+        "report bytes that run wrote (% of report.csv)": round(
+            100 * archive["report_written_fraction"], 2
+        ),
+        f"one new file in {archive['latency_archive']}: preview after (s)": round(
+            archive["latency_one_new_file_s"], 1
+        ),
     }
     for label, value in expected.items():
         assert label in shown, f"{label!r} not on the page: {sorted(shown)}"

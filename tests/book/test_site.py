@@ -48,8 +48,9 @@ def test_storage_notebook_shows_the_objects_it_listed(site: Path) -> None:
     for sample in samples.SAMPLES:
         assert samples.PREFIX + sample.name in outputs
     assert "Signal2D, title: HAADF" in outputs  # hyperspy read the downloaded file
-    assert re.search(r"refused: uploads/\d{8}-\d{6}-[0-9a-f]{6}/multi_signal.dm3 is already there",
-                     outputs)
+    assert re.search(
+        r"refused: uploads/\d{8}-\d{6}-[0-9a-f]{6}/multi_signal.dm3 is already there", outputs
+    )
     assert "bucket deleted" in outputs  # the bucket it made, and only that one
     assert page.select("div.cell_output img"), "the HyperSpy plot is missing"
 
@@ -95,8 +96,10 @@ def test_no_path_of_the_build_machine_anywhere_in_the_site(site: Path) -> None:
         text = re.sub(r"base64,[A-Za-z0-9+/=]+", "", path.read_text(errors="replace"))
         for pattern in patterns:
             match = pattern.search(text)
-            assert match is None, (f"{path.relative_to(site)} shows a path of the build machine: "
-                                   f"...{text[max(0, match.start() - 80):match.end() + 40]}...")
+            assert match is None, (
+                f"{path.relative_to(site)} shows a path of the build machine: "
+                f"...{text[max(0, match.start() - 80) : match.end() + 40]}..."
+            )
 
 
 def test_no_setting_of_the_build_machine_shows_in_a_commands_output(site: Path) -> None:
@@ -104,11 +107,13 @@ def test_no_setting_of_the_build_machine_shows_in_a_commands_output(site: Path) 
     warning about an environment setting (CLOUDSDK_*, BOTO_*) would be the build machine's own."""
     for page in sorted(site.rglob("*.html")):
         outputs = BeautifulSoup(page.read_text(), "html.parser").select(
-            ".terminal-output, .cell_output")
+            ".terminal-output, .cell_output"
+        )
         for output in outputs:
             text = output.get_text()
             assert not re.search(r"\b(CLOUDSDK|BOTO)_[A-Z_]+", text), (
-                f"{page.relative_to(site)}: {text[:300]}")
+                f"{page.relative_to(site)}: {text[:300]}"
+            )
 
 
 def test_no_name_in_the_prose_became_a_link_to_a_website(site: Path) -> None:
@@ -118,4 +123,5 @@ def test_no_name_in_the_prose_became_a_link_to_a_website(site: Path) -> None:
         for link in BeautifulSoup(page.read_text(), "html.parser").select("a.reference.external"):
             text = link.get_text().strip()
             assert link.get("href") not in (f"http://{text}", f"https://{text}"), (
-                f"{page.relative_to(site)}: {text!r} links to {link.get('href')}")
+                f"{page.relative_to(site)}: {text!r} links to {link.get('href')}"
+            )

@@ -50,8 +50,13 @@ def test_cli_up_list_down_delete(cli, gcs, storage_env, tmp_path: Path) -> None:
     assert up.returncode == 0, up.stderr
     assert gcs.bucket(bucket).blob("folder/up.dm3").download_as_bytes() == src.read_bytes()
 
-    ls = _run(storage_env, cli[0], *(["storage"] if cli[0] == "gcloud" else []), "ls",
-              f"gs://{bucket}/folder/")
+    ls = _run(
+        storage_env,
+        cli[0],
+        *(["storage"] if cli[0] == "gcloud" else []),
+        "ls",
+        f"gs://{bucket}/folder/",
+    )
     assert ls.returncode == 0, ls.stderr
     assert url in ls.stdout.split()
 

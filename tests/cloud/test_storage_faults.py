@@ -52,12 +52,18 @@ def _md5(data: bytes) -> str:
 
 @pytest.mark.parametrize("tool", ["gcloud", "gsutil"])
 @pytest.mark.parametrize("status", [503, 429])
-def test_transient_errors_are_retried(tool, status, emulator, storage_env, gcs, bucket, payload,
-                                      tmp_path: Path) -> None:
+def test_transient_errors_are_retried(
+    tool, status, emulator, storage_env, gcs, bucket, payload, tmp_path: Path
+) -> None:
     url = SRC.format(bucket=bucket)
     up = emulator.faults.add(_is_upload, f"status:{status}", times=2)
-    proc = subprocess.run([*_cli(tool, "cp"), str(payload), url], env=storage_env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*_cli(tool, "cp"), str(payload), url],
+        env=storage_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if tool == "gcloud" and status == 429:
         # gcloud storage (SDK 528) does not retry a 429 on a one-shot upload: it stops with the
         # error, and nothing is left behind. Uploading again is the user's retry.
@@ -66,16 +72,26 @@ def test_transient_errors_are_retried(tool, status, emulator, storage_env, gcs, 
                 break
             assert "429" in proc.stderr
             assert list(gcs.list_blobs(bucket)) == []
-            proc = subprocess.run([*_cli(tool, "cp"), str(payload), url], env=storage_env,
-                                  capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                [*_cli(tool, "cp"), str(payload), url],
+                env=storage_env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
     assert proc.returncode == 0, proc.stderr
     assert up.hits == 2
     assert gcs.bucket(bucket).blob("in/sample.bin").download_as_bytes() == payload.read_bytes()
 
     down = emulator.faults.add(_is_download, f"status:{status}", times=2)
     dest = tmp_path / "back.bin"
-    proc = subprocess.run([*_cli(tool, "cp"), url, str(dest)], env=storage_env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*_cli(tool, "cp"), url, str(dest)],
+        env=storage_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert down.hits == 2
     assert _md5(dest.read_bytes()) == _md5(payload.read_bytes())
@@ -94,12 +110,18 @@ def test_python_client_retries_transient_errors(emulator, gcs, bucket, payload) 
 
 
 @pytest.mark.parametrize("tool", ["gcloud", "gsutil"])
-def test_lost_response_after_commit_leaves_one_correct_object(tool, emulator, storage_env, gcs,
-                                                              bucket, payload) -> None:
+def test_lost_response_after_commit_leaves_one_correct_object(
+    tool, emulator, storage_env, gcs, bucket, payload
+) -> None:
     fault = emulator.faults.add(_is_upload, "drop-after", times=1)
     url = SRC.format(bucket=bucket)
-    proc = subprocess.run([*_cli(tool, "cp"), str(payload), url], env=storage_env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*_cli(tool, "cp"), str(payload), url],
+        env=storage_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert fault.hits == 1
     assert proc.returncode == 0, proc.stderr
     blobs = list(gcs.list_blobs(bucket))
@@ -119,12 +141,22 @@ def test_unreachable_storage_is_reported_within_a_minute(tool, storage_env, tmp_
     env = dict(storage_env)
     env["CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE"] = f"http://127.0.0.1:{port}/"
     boto = tmp_path / "dead-boto.cfg"
-    boto.write_text(re.sub(r"(gs_json_port|gs_port) = \d+", rf"\1 = {port}",
-                           Path(storage_env["BOTO_CONFIG"]).read_text()))
+    boto.write_text(
+        re.sub(
+            r"(gs_json_port|gs_port) = \d+",
+            rf"\1 = {port}",
+            Path(storage_env["BOTO_CONFIG"]).read_text(),
+        )
+    )
     env["BOTO_CONFIG"] = env["BOTO_PATH"] = str(boto)
     start = time.monotonic()
-    proc = subprocess.run([*_cli(tool, "ls"), "gs://nexuslims_example-datafiles/"], env=env,
-                          capture_output=True, text=True, timeout=90)
+    proc = subprocess.run(
+        [*_cli(tool, "ls"), "gs://nexuslims_example-datafiles/"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     took = time.monotonic() - start
     assert proc.returncode != 0
     assert "refused" in proc.stderr.lower(), proc.stderr[-2000:]

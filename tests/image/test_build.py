@@ -25,9 +25,13 @@ NO_DAEMON = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock"
 
 def _image_cli(args: list[str], path: Path) -> subprocess.CompletedProcess:
     """``python -m microscopy_notebook.image ARGS`` with nothing but ``path`` on PATH."""
-    return subprocess.run([sys.executable, "-m", "microscopy_notebook.image", *args],
-                          capture_output=True, text=True, env={**os.environ, "PATH": str(path)},
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "microscopy_notebook.image", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": str(path)},
+        timeout=60,
+    )
 
 
 # -- the engine -----------------------------------------------------------------------------------
@@ -47,8 +51,7 @@ def test_an_engine_whose_info_answers_is_used(tmp_path: Path) -> None:
     assert found.path == str(tmp_path / "podman")
 
 
-def test_the_engine_command_fails_with_the_reason_when_docker_has_no_daemon(
-        tmp_path: Path) -> None:
+def test_the_engine_command_fails_with_the_reason_when_docker_has_no_daemon(tmp_path: Path) -> None:
     """What `nox -s image` runs before anything else: no engine, no path, the reason, a failure."""
     fake_engine(tmp_path, "docker", 1, NO_DAEMON)
     proc = _image_cli(["engine", "--path"], tmp_path)
@@ -80,20 +83,28 @@ def test_the_noxfile_image_session_asks_for_the_engine_before_it_builds() -> Non
     """nox's session.run fails the session on a non-zero exit, so the engine command above stops
     `nox -s image` with its reason, provided it runs first and its failure is not excused."""
     tree = ast.parse((ROOT / "noxfile.py").read_text())
-    session = next(node for node in tree.body
-                   if isinstance(node, ast.FunctionDef) and node.name == "image")
-    runs = [node for node in ast.walk(session) if isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute) and node.func.attr == "run"]
+    session = next(
+        node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "image"
+    )
+    runs = [
+        node
+        for node in ast.walk(session)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "run"
+    ]
     runs.sort(key=lambda node: (node.lineno, node.col_offset))
-    subcommands = [next((a.value for a in run.args if isinstance(a, ast.Constant)), None)
-                   for run in runs]
+    subcommands = [
+        next((a.value for a in run.args if isinstance(a, ast.Constant)), None) for run in runs
+    ]
     assert "engine" in subcommands and "build" in subcommands
     assert subcommands.index("engine") == 0, "nothing runs before the engine is known"
     engine = runs[0]
     assert not {k.arg for k in engine.keywords} & {"success_codes", "external"}
     build = runs[subcommands.index("build")]
-    assert "session.posargs" in {ast.unparse(a.value) for a in build.args
-                                 if isinstance(a, ast.Starred)}
+    assert "session.posargs" in {
+        ast.unparse(a.value) for a in build.args if isinstance(a, ast.Starred)
+    }
 
 
 # -- tags and commands ----------------------------------------------------------------------------
@@ -103,8 +114,9 @@ def _git_repo(path: Path) -> None:
     (path / "image").mkdir()
     (path / "image" / "Dockerfile").write_text("FROM scratch\n")
     subprocess.run(["git", "add", "."], **run)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
-                   **run)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], **run
+    )
 
 
 def test_tags_are_the_date_and_the_commit_and_say_dirty(tmp_path: Path) -> None:
@@ -128,16 +140,21 @@ def test_the_build_command_tags_labels_and_uses_image_as_context() -> None:
 
 
 def test_version_problems_name_missing_and_out_of_spec_packages() -> None:
-    pkgs = packages.parse("numpy >=2,<3  # arrays for all\nhyperspy >=2.3  # microscopy data here\n"
-                          "bioconda::snakemake ==9.1.0  # the job runner here\n")
+    pkgs = packages.parse(
+        "numpy >=2,<3  # arrays for all\nhyperspy >=2.3  # microscopy data here\n"
+        "bioconda::snakemake ==9.1.0  # the job runner here\n"
+    )
     conda = [{"name": "numpy", "version": "1.26.4"}, {"name": "snakemake", "version": "9.1.0"}]
     assert image.version_problems(conda, pkgs) == [
-        "numpy 1.26.4 is outside >=2,<3", "hyperspy: not installed"]
+        "numpy 1.26.4 is outside >=2,<3",
+        "hyperspy: not installed",
+    ]
 
 
 # -- the notebooks in the container ---------------------------------------------------------------
 def test_the_notebooks_run_in_the_container_against_a_copy_of_the_emulator_settings(
-        emulator: Emulator, tmp_path: Path) -> None:
+    emulator: Emulator, tmp_path: Path
+) -> None:
     env = image.container_emulator(emulator.apply(), tmp_path / "mount")
     host_dir = str(Path(emulator.env["CLOUDSDK_CONFIG"]).parent)
     assert env["STORAGE_EMULATOR_HOST"] == emulator.env["STORAGE_EMULATOR_HOST"]

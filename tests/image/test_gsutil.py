@@ -56,8 +56,9 @@ def test_the_image_builds_the_lock_into_a_venv_and_keeps_the_compiler_out() -> N
     stages = dockerfile.stages(dockerfile.instructions(DOCKERFILE.read_text()))
     build = " ".join(args for keyword, args in stages["gsutil"] if keyword == "RUN")
     assert "python -m venv /opt/gsutil" in build
-    assert ("/opt/gsutil/bin/pip install --no-cache-dir --require-hashes "
-            "--requirement /tmp/gsutil.txt") in build
+    assert (
+        "/opt/gsutil/bin/pip install --no-cache-dir --require-hashes --requirement /tmp/gsutil.txt"
+    ) in build
     assert ("COPY", "gsutil.txt /tmp/gsutil.txt") in stages["gsutil"]
     image = stages[""]
     assert ("COPY", "--from=gsutil /opt/gsutil /opt/gsutil") in image
@@ -79,8 +80,9 @@ def test_problems_name_a_wrong_release_the_clis_own_gsutil_and_a_slow_crcmod() -
 def test_the_gsutil_on_path_is_the_images(storage_env: dict) -> None:
     found = shutil.which("gsutil", path=storage_env["PATH"])
     assert found and Path(found).read_text().count(str(gsutil.WRAPPER)) == 1, found
-    version = subprocess.run(["gsutil", "version", "-l"], capture_output=True, text=True,
-                             env=storage_env, timeout=120)
+    version = subprocess.run(
+        ["gsutil", "version", "-l"], capture_output=True, text=True, env=storage_env, timeout=120
+    )
     assert version.returncode == 0, version.stderr
     assert gsutil.problems(version.stdout, gsutil.version()) == []
 
@@ -89,23 +91,31 @@ def test_the_gsutil_on_path_is_the_images(storage_env: dict) -> None:
 def test_an_account_without_a_boto_file_is_the_vms_own(tmp_path: Path) -> None:
     """gcloud writes no legacy_credentials file for the metadata server's account: gsutil is
     told to ask the metadata server, as the CLI's launcher tells it."""
-    properties = {"core": {"account": "123-compute@developer.gserviceaccount.com",
-                           "project": "p"}}
+    properties = {"core": {"account": "123-compute@developer.gserviceaccount.com", "project": "p"}}
     options, env = _wrapper().hand_over(properties, tmp_path, {})
-    assert options == ["-o", "GSUtil:default_project_id=p",
-                       "-o", "GoogleCompute:service_account=default"]
+    assert options == [
+        "-o",
+        "GSUtil:default_project_id=p",
+        "-o",
+        "GoogleCompute:service_account=default",
+    ]
     assert env["CLOUDSDK_CORE_PASS_CREDENTIALS_TO_GSUTIL"] == "1"
 
 
-@pytest.mark.parametrize("setting", [{"core": {"pass_credentials_to_gsutil": "false"}},
-                                     {"auth": {"disable_credentials": "True"}}])
+@pytest.mark.parametrize(
+    "setting",
+    [{"core": {"pass_credentials_to_gsutil": "false"}}, {"auth": {"disable_credentials": "True"}}],
+)
 def test_gcloud_settings_that_keep_credentials_from_gsutil_are_honoured(
-        setting: dict, tmp_path: Path) -> None:
+    setting: dict, tmp_path: Path
+) -> None:
     boto = tmp_path / "legacy_credentials" / ACCOUNT / ".boto"
     boto.parent.mkdir(parents=True)
     boto.write_text("[Credentials]\n")
-    properties = {"core": {"account": ACCOUNT, **setting.get("core", {})},
-                  "auth": setting.get("auth", {})}
+    properties = {
+        "core": {"account": ACCOUNT, **setting.get("core", {})},
+        "auth": setting.get("auth", {}),
+    }
     options, env = _wrapper().hand_over(properties, tmp_path, {"BOTO_CONFIG": "/mine.cfg"})
     assert options == [] and env == {"BOTO_CONFIG": "/mine.cfg"}
 
@@ -135,8 +145,9 @@ class _TokenHandler(BaseHTTPRequestHandler):
         claims = form["assertion"][0].split(".")[1]
         claims += "=" * (-len(claims) % 4)
         self.server.issuers.append(json.loads(base64.urlsafe_b64decode(claims))["iss"])
-        body = json.dumps({"access_token": self.server.token, "expires_in": 3600,
-                           "token_type": "Bearer"}).encode()
+        body = json.dumps(
+            {"access_token": self.server.token, "expires_in": 3600, "token_type": "Bearer"}
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -157,34 +168,61 @@ def token_endpoint() -> Iterator[_TokenEndpoint]:
 def _service_account_key(path: Path, token_uri: str) -> None:
     """A service account key as the console downloads it, with a fresh RSA key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    path.write_text(json.dumps({
-        "type": "service_account", "project_id": "nexuslims-example", "private_key_id": "k1",
-        "private_key": pem, "client_email": ACCOUNT, "client_id": "1", "token_uri": token_uri}))
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "nexuslims-example",
+                "private_key_id": "k1",
+                "private_key": pem,
+                "client_email": ACCOUNT,
+                "client_id": "1",
+                "token_uri": token_uri,
+            }
+        )
+    )
 
 
-def test_gsutil_signs_in_as_gcloud_did(storage_env: dict, gcs, emulator, token_endpoint,
-                                       tmp_path: Path) -> None:
+def test_gsutil_signs_in_as_gcloud_did(
+    storage_env: dict, gcs, emulator, token_endpoint, tmp_path: Path
+) -> None:
     bucket = gcs.create_bucket(f"signed-in-{uuid.uuid4().hex[:12]}")
     bucket.blob("raw/a.dm3").upload_from_string(b"not really a dm3")
     # The emulator's settings, but gcloud's credentials on and passed to gsutil, as a reader's.
-    env = {k: v for k, v in storage_env.items() if k not in {
-        "CLOUDSDK_AUTH_DISABLE_CREDENTIALS", "CLOUDSDK_CORE_PASS_CREDENTIALS_TO_GSUTIL"}}
+    env = {
+        k: v
+        for k, v in storage_env.items()
+        if k
+        not in {"CLOUDSDK_AUTH_DISABLE_CREDENTIALS", "CLOUDSDK_CORE_PASS_CREDENTIALS_TO_GSUTIL"}
+    }
     boto = tmp_path / "boto.cfg"  # Google's token endpoint is ours here, as storage is
-    boto.write_text(Path(storage_env["BOTO_CONFIG"]).read_text()
-                    + f"[OAuth2]\nprovider_token_uri = {token_endpoint.uri}\n")
-    env.update(CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), BOTO_CONFIG=str(boto),
-               BOTO_PATH=str(boto))
+    boto.write_text(
+        Path(storage_env["BOTO_CONFIG"]).read_text()
+        + f"[OAuth2]\nprovider_token_uri = {token_endpoint.uri}\n"
+    )
+    env.update(CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), BOTO_CONFIG=str(boto), BOTO_PATH=str(boto))
     key = tmp_path / "key.json"
     _service_account_key(key, token_endpoint.uri)
-    login = subprocess.run(["gcloud", "auth", "activate-service-account", f"--key-file={key}"],
-                           capture_output=True, text=True, env=env, timeout=120)
+    login = subprocess.run(
+        ["gcloud", "auth", "activate-service-account", f"--key-file={key}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert login.returncode == 0, login.stderr
 
     before = len(emulator.calls.list())
-    listed = subprocess.run(["gsutil", "ls", f"gs://{bucket.name}/raw/"], capture_output=True,
-                            text=True, env=env, timeout=120)
+    listed = subprocess.run(
+        ["gsutil", "ls", f"gs://{bucket.name}/raw/"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.split() == [f"gs://{bucket.name}/raw/a.dm3"]
     mine = [c for c in emulator.calls.list()[before:] if f"/b/{bucket.name}/" in c.path]
@@ -200,4 +238,3 @@ def test_a_new_lock_resolves_from_pypi_with_hashes_for_every_pin() -> None:
     assert pins["gsutil"] == gsutil.version()
     assert pins["google-auth"] == gsutil.pins()["google-auth"]  # gsutil's own == pin
     assert text.count("--hash=sha256:") >= len(pins)
-

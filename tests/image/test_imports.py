@@ -27,31 +27,43 @@ def test_the_image_provides_everything_the_book_and_the_job_import(source: Path)
     names = [name for cell in code for name in imports.imports(cell)]
     assert not imports.unprovided(names, local, MODULES), (
         "imported but not in image/packages.txt (or not mapped in "
-        "src/microscopy_notebook/image/packages.py)")
+        "src/microscopy_notebook/image/packages.py)"
+    )
 
 
 def test_the_import_scan_reads_cells_and_catches_a_missing_package() -> None:
-    notebook = ("# A page\n\n```{code-cell} ipython3\n:tags: [hide-input]\nimport json\n"
-                "%matplotlib inline\nfrom google.cloud import storage\nimport skimage.io\n```\n\n"
-                "```python\nimport not_a_cell\n```\n\n````{code-cell} ipython3\n---\ntags: [x]\n"
-                "---\nimport not_in_the_image.sub\nfrom . import sibling\nimport jobplan\n````\n")
+    notebook = (
+        "# A page\n\n```{code-cell} ipython3\n:tags: [hide-input]\nimport json\n"
+        "%matplotlib inline\nfrom google.cloud import storage\nimport skimage.io\n```\n\n"
+        "```python\nimport not_a_cell\n```\n\n````{code-cell} ipython3\n---\ntags: [x]\n"
+        "---\nimport not_in_the_image.sub\nfrom . import sibling\nimport jobplan\n````\n"
+    )
     names = [n for cell in imports.code_cells(notebook) for n in imports.imports(cell)]
-    assert names == ["json", "google.cloud.storage", "skimage.io", "not_in_the_image.sub",
-                     "jobplan"]
+    assert names == [
+        "json",
+        "google.cloud.storage",
+        "skimage.io",
+        "not_in_the_image.sub",
+        "jobplan",
+    ]
     assert imports.unprovided(names, {"jobplan"}, MODULES) == ["not_in_the_image.sub"]
     assert imports.unprovided(names, set(), MODULES) == ["not_in_the_image.sub", "jobplan"]
 
 
 def test_a_cell_magic_is_not_python_and_a_shell_escape_is_skipped() -> None:
-    notebook = ("```{code-cell} ipython3\n%%bash\nimport nothing\n```\n\n"
-                "```{code-cell}\n!pip install x\nimport yaml\n```\n")
+    notebook = (
+        "```{code-cell} ipython3\n%%bash\nimport nothing\n```\n\n"
+        "```{code-cell}\n!pip install x\nimport yaml\n```\n"
+    )
     assert imports.code_cells(notebook) == ["pass\nimport yaml"]
 
 
 def test_a_module_provides_its_submodules_but_not_its_namesakes() -> None:
     names = ["numpy.linalg", "numpyx", "google.cloud.storage", "google.auth", "os.path"]
     assert imports.unprovided(names, set(), {"numpy", "google.cloud.storage"}) == [
-        "numpyx", "google.auth"]
+        "numpyx",
+        "google.auth",
+    ]
 
 
 def test_local_names_are_the_folders_modules_and_packages(tmp_path: Path) -> None:
@@ -61,7 +73,7 @@ def test_local_names_are_the_folders_modules_and_packages(tmp_path: Path) -> Non
         (tmp_path / init).write_text("")
     (tmp_path / "not_a_package").mkdir()
     assert imports.local_names(tmp_path) == {"render_batch", "thumbnails"}
-    code = ("import thumbnails.draw.micrograph\nfrom thumbnails.formats import FORMATS\n"
-            "import numpy\n")
-    assert imports.unprovided(imports.imports(code), imports.local_names(tmp_path),
-                              {"numpy"}) == []
+    code = (
+        "import thumbnails.draw.micrograph\nfrom thumbnails.formats import FORMATS\nimport numpy\n"
+    )
+    assert imports.unprovided(imports.imports(code), imports.local_names(tmp_path), {"numpy"}) == []

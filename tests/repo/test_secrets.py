@@ -25,9 +25,14 @@ PLANTED = {
 
 
 def _scan(files: list[str], leave_out: frozenset[str] = frozenset()) -> dict[str, list[dict]]:
-    plugins = [{"name": cls.__name__} for cls in get_mapping_from_secret_type_to_class().values()
-               if cls.__name__ not in leave_out | {"GoogleCredentialDetector"}]
-    plugins.append({"name": "GoogleCredentialDetector", "path": f"file://{secret_patterns.__file__}"})
+    plugins = [
+        {"name": cls.__name__}
+        for cls in get_mapping_from_secret_type_to_class().values()
+        if cls.__name__ not in leave_out | {"GoogleCredentialDetector"}
+    ]
+    plugins.append(
+        {"name": "GoogleCredentialDetector", "path": f"file://{secret_patterns.__file__}"}
+    )
     get_mapping_from_secret_type_to_class.cache_clear()  # the cache predates our plugin
     try:
         with transient_settings({"plugins_used": plugins}):
@@ -48,8 +53,9 @@ def test_the_scan_finds_a_planted_google_credential(kind: str, tmp_path: Path) -
 
 
 def test_the_repository_holds_no_secret() -> None:
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     found = _scan([str(ROOT / f) for f in tracked if (ROOT / f).is_file()])
     assert found == {}, found
 
@@ -61,12 +67,12 @@ def test_the_built_site_holds_no_secret() -> None:
     # A built site is full of content hashes (asset digests, the job's plan ids, md5 sums) and of
     # base64 images (the notebooks' plots, in the .ipynb downloads): the two entropy detectors
     # would flag each one. Every other detector, Google's shapes included, still runs.
-    found = _scan(files, leave_out=frozenset({"HexHighEntropyString",
-                                              "Base64HighEntropyString"}))
+    found = _scan(files, leave_out=frozenset({"HexHighEntropyString", "Base64HighEntropyString"}))
     assert found == {}, {k: [s["type"] for s in v] for k, v in found.items()}
 
 
 def test_no_notebook_is_committed_with_outputs() -> None:
-    tracked = subprocess.run(["git", "ls-files", "*.ipynb"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "*.ipynb"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert tracked == [], "notebooks are MyST text (.md), so no output can be committed"

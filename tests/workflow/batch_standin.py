@@ -55,8 +55,19 @@ OUT = Path(os.environ.get("MNB_BATCH_STANDIN") or tempfile.mkdtemp(prefix="batch
 TASK_PYTHON = os.environ.get("MNB_BATCH_TASK_PYTHON", sys.executable)
 # Installers and downloaders on PATH ahead of the real ones: a runnable that calls one is recorded
 # in installs.log and fails, as it would on a VM with no route to the internet.
-INSTALLERS = ("pip", "pip3", "conda", "mamba", "micromamba", "apt", "apt-get", "yum", "dnf",
-              "wget", "curl")
+INSTALLERS = (
+    "pip",
+    "pip3",
+    "conda",
+    "mamba",
+    "micromamba",
+    "apt",
+    "apt-get",
+    "yum",
+    "dnf",
+    "wget",
+    "curl",
+)
 TRIPWIRES = OUT / "tripwires"
 TASK_IDENTITY = "batch-job"  # who the emulator's front records the tasks' storage calls as
 LOG_ENTRIES: dict[str, list[str]] = {}  # job uid -> lines, for the Logging stand-in
@@ -95,8 +106,15 @@ class StandinBatchClient:
         job.status.state = STATE.QUEUED
         (OUT / "jobs").mkdir(parents=True, exist_ok=True)
         (OUT / "jobs" / f"{request.job_id}.json").write_text(
-            json.dumps({"parent": request.parent, "job_id": request.job_id,
-                        "job": json.loads(batch_v1.Job.to_json(request.job))}, indent=1))
+            json.dumps(
+                {
+                    "parent": request.parent,
+                    "job_id": request.job_id,
+                    "job": json.loads(batch_v1.Job.to_json(request.job)),
+                },
+                indent=1,
+            )
+        )
         self.jobs[job.name] = job
         self.runs[job.name] = _JobRun(job)
         self.runs[job.name].start()
@@ -126,8 +144,9 @@ class StandinBatchClient:
 def _event(job: batch_v1.Job, text: str) -> None:
     stamp = timestamp_pb2.Timestamp()
     stamp.GetCurrentTime()
-    job.status.status_events.append(batch_v1.StatusEvent(
-        type_="STATUS_CHANGED", description=text, event_time=stamp))
+    job.status.status_events.append(
+        batch_v1.StatusEvent(type_="STATUS_CHANGED", description=text, event_time=stamp)
+    )
 
 
 _preempt_lock = threading.Lock()
@@ -174,11 +193,17 @@ class _JobRun(threading.Thread):
                     break
                 self._log(f"task {index} attempt {attempt} exited with code {code}")
                 with _lock:
-                    _event(self.job, f"Task state is updated from RUNNING to FAILED on task "
-                                     f"{index} with exit code {code}.")
+                    _event(
+                        self.job,
+                        f"Task state is updated from RUNNING to FAILED on task "
+                        f"{index} with exit code {code}.",
+                    )
             if code != 0:
-                self._set(STATE.FAILED, f"Job state is set from RUNNING to FAILED: task {index} "
-                                        f"failed with exit code {code}.")
+                self._set(
+                    STATE.FAILED,
+                    f"Job state is set from RUNNING to FAILED: task {index} "
+                    f"failed with exit code {code}.",
+                )
                 return
         self._set(STATE.SUCCEEDED, "Job state is set from RUNNING to SUCCEEDED.")
 
@@ -192,9 +217,13 @@ class _JobRun(threading.Thread):
         vm = Path(tempfile.mkdtemp(prefix=f"vm-{self.job.uid}-{attempt}-", dir=OUT))
         vm.chmod(0o755)  # the container's user must reach the mapped /tmp/workdir inside
         workdir = str(vm / "tmp-workdir")
-        base = {"BATCH_TASK_INDEX": str(index), "BATCH_TASK_COUNT": "1",
-                "PATH": f"{TRIPWIRES}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "HOME": "/root", "LANG": "C.UTF-8"}
+        base = {
+            "BATCH_TASK_INDEX": str(index),
+            "BATCH_TASK_COUNT": "1",
+            "PATH": f"{TRIPWIRES}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root",
+            "LANG": "C.UTF-8",
+        }
         for number, runnable in enumerate(spec.runnables):
             env = {**base, **runnable.environment.variables}
             if "barrier" in runnable:
@@ -211,9 +240,14 @@ class _JobRun(threading.Thread):
                 argv = [c.entrypoint, *c.commands] if c.entrypoint else list(c.commands)
                 argv = [a.replace(WORKDIR, workdir) for a in argv]
                 # --workdir /tmp/workdir: the plugin's volume is the working directory
-                code = self._run(argv, env, cwd=Path(workdir), user=IMAGE_UID,
-                                 name=f"container {c.image_uri}",
-                                 preempt=attempt == 0 and _take_preemption(self.job))
+                code = self._run(
+                    argv,
+                    env,
+                    cwd=Path(workdir),
+                    user=IMAGE_UID,
+                    name=f"container {c.image_uri}",
+                    preempt=attempt == 0 and _take_preemption(self.job),
+                )
             else:
                 raise NotImplementedError(f"runnable {number}: {runnable}")
             if code != 0:
@@ -224,29 +258,52 @@ class _JobRun(threading.Thread):
     def _container_env(home: Path) -> dict[str, str]:
         """What the image and the VM give the container: the image's user and Python (here the
         batch venv's), and storage credentials (here the emulator's settings)."""
-        env = {"HOME": str(home), "USER": "jovyan", "NB_UID": str(IMAGE_UID),
-               "PYTHONUNBUFFERED": "1",  # the plugin's `-e PYTHONUNBUFFERED=1`
-               "PATH": f"{TRIPWIRES}:{Path(TASK_PYTHON).parent}:/usr/bin:/bin"}
+        env = {
+            "HOME": str(home),
+            "USER": "jovyan",
+            "NB_UID": str(IMAGE_UID),
+            "PYTHONUNBUFFERED": "1",  # the plugin's `-e PYTHONUNBUFFERED=1`
+            "PATH": f"{TRIPWIRES}:{Path(TASK_PYTHON).parent}:/usr/bin:/bin",
+        }
         for key, value in os.environ.items():
-            if key in ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "NO_GCE_CHECK",
-                       "GCE_METADATA_HOST", "GCE_METADATA_IP"):
+            if key in (
+                "STORAGE_EMULATOR_HOST",
+                "GOOGLE_CLOUD_PROJECT",
+                "NO_GCE_CHECK",
+                "GCE_METADATA_HOST",
+                "GCE_METADATA_IP",
+            ):
                 env[key] = value
         if "STORAGE_EMULATOR_HOST" in env:  # the emulator records these calls as the job's SA
-            env["STORAGE_EMULATOR_HOST"] = (env["STORAGE_EMULATOR_HOST"].split("/as/")[0]
-                                            + "/as/" + TASK_IDENTITY)
+            env["STORAGE_EMULATOR_HOST"] = (
+                env["STORAGE_EMULATOR_HOST"].split("/as/")[0] + "/as/" + TASK_IDENTITY
+            )
         return env
 
-    def _run(self, argv: list[str], env: dict, cwd: Path, user: int | None, name: str,
-             preempt: bool = False) -> int:
+    def _run(
+        self,
+        argv: list[str],
+        env: dict,
+        cwd: Path,
+        user: int | None,
+        name: str,
+        preempt: bool = False,
+    ) -> int:
         if not cwd.is_dir():
             self._log(f"{name}: the working directory {cwd} does not exist")
             return 127
         log = cwd.parent / f"{name.split()[0]}-{uuid.uuid4().hex[:6]}.log"
         with log.open("w") as out:
             kwargs = {"user": user, "group": IMAGE_GID, "extra_groups": []} if user else {}
-            self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         **kwargs)
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **kwargs,
+            )
             if preempt:
                 time.sleep(1.0)  # the VM goes away while the task runs
                 _kill_vm(self.proc)
@@ -298,8 +355,10 @@ def _tripwires() -> None:
     record.chmod(0o666)  # written by the container's user too
     for name in INSTALLERS:
         tool = TRIPWIRES / name
-        tool.write_text(f'#!/bin/sh\necho "{name} $*" >> {record}\n'
-                        f'echo "{name}: no installs at run time (batch stand-in)" >&2\nexit 1\n')
+        tool.write_text(
+            f'#!/bin/sh\necho "{name} $*" >> {record}\n'
+            f'echo "{name}: no installs at run time (batch stand-in)" >&2\nexit 1\n'
+        )
         tool.chmod(0o755)
     OUT.chmod(0o755)
 
@@ -318,16 +377,21 @@ def main() -> None:
     # Batch runs script runnables as root and the container as the image's user: standing in for
     # both needs root here (as CI has).
     if os.geteuid() != 0:
-        sys.exit("the Batch stand-in must run as root: it runs the container's commands as uid "
-                 f"{IMAGE_UID}, as the image does")
+        sys.exit(
+            "the Batch stand-in must run as root: it runs the container's commands as uid "
+            f"{IMAGE_UID}, as the image does"
+        )
     install()
     from snakemake.cli import main as snakemake_main
 
     # Snakemake asks a remote executor for its jobs' states every 10 s, which suits a VM that
     # boots in a minute; jobs here start at once, and the tests would mostly wait. A command that
     # sets its own interval keeps it.
-    poll = [] if "--seconds-between-status-checks" in sys.argv else [
-        "--seconds-between-status-checks", "1"]
+    poll = (
+        []
+        if "--seconds-between-status-checks" in sys.argv
+        else ["--seconds-between-status-checks", "1"]
+    )
     sys.argv = ["snakemake", *sys.argv[1:], *poll]
     snakemake_main()
 

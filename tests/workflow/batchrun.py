@@ -15,8 +15,11 @@ from pathlib import Path
 STANDIN = Path(__file__).with_name("batch_standin.py")
 SUBMITTER = "job-submitter"  # who the emulator's front records the submitting process as
 # What a runnable must never do on a Batch VM: fetch an installer or install packages.
-INSTALLS = re.compile(r"\b(wget|curl|miniconda|conda install|mamba install|apt-get|apt install|"
-                      r"yum|dnf|install-snek)\b", re.I)
+INSTALLS = re.compile(
+    r"\b(wget|curl|miniconda|conda install|mamba install|apt-get|apt install|"
+    r"yum|dnf|install-snek)\b",
+    re.I,
+)
 
 
 @dataclass
@@ -43,8 +46,12 @@ def standin_folder() -> Path:
 def standin_env(env: dict, out: Path, task_python: str, standin: dict | None = None) -> dict:
     """``env`` for a Snakemake run through the stand-in, which keeps its records in ``out`` and
     runs the tasks with ``task_python``."""
-    env = {**env, "MNB_BATCH_STANDIN": str(out), "MNB_BATCH_TASK_PYTHON": task_python,
-           **(standin or {})}
+    env = {
+        **env,
+        "MNB_BATCH_STANDIN": str(out),
+        "MNB_BATCH_TASK_PYTHON": task_python,
+        **(standin or {}),
+    }
     # The emulator checks no credentials: it tells the submitter's calls from the tasks' by this
     # prefix (the stand-in gives the tasks theirs).
     host = env["STORAGE_EMULATOR_HOST"].split("/as/")[0]
@@ -55,5 +62,8 @@ def standin_env(env: dict, out: Path, task_python: str, standin: dict | None = N
 def without_credentials(env: dict, folder: Path) -> dict:
     """Storage in the emulator, no Google credentials: the Batch and Logging clients are the
     stand-in's, and nothing else may need a sign-in."""
-    return {**env, "GOOGLE_APPLICATION_CREDENTIALS": str(folder / "no-credentials.json"),
-            "NO_GCE_CHECK": "True"}
+    return {
+        **env,
+        "GOOGLE_APPLICATION_CREDENTIALS": str(folder / "no-credentials.json"),
+        "NO_GCE_CHECK": "True",
+    }

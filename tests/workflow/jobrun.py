@@ -35,11 +35,22 @@ def command(*args: str, python: str = sys.executable, snakefile: Path = SNAKEFIL
     return [python, "-m", "snakemake", "-s", str(snakefile), *args]
 
 
-def snakemake(cwd: Path, *args: str, env: dict | None = None, python: str = sys.executable,
-              timeout: float = 600) -> subprocess.CompletedProcess:
+def snakemake(
+    cwd: Path,
+    *args: str,
+    env: dict | None = None,
+    python: str = sys.executable,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
     """Snakemake on the thumbnail job, as users run it (``env``: default, this process's)."""
-    run = subprocess.run(command(*args, python=python), cwd=cwd, env=env, capture_output=True,
-                         text=True, timeout=timeout)
+    run = subprocess.run(
+        command(*args, python=python),
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     print(run.stdout, run.stderr, sep="\n")  # shown by pytest when a test fails
     return run
 
@@ -59,8 +70,9 @@ def new_bucket(gcs, stem: str = "job") -> str:
 def objects(gcs, bucket: str, prefix: str = "") -> dict[str, tuple[int, str, str]]:
     """Every object under a prefix: (generation, md5, crc32c). A rewrite, even of the same bytes,
     changes the generation; a changed byte changes both checksums."""
-    return {b.name: (b.generation, b.md5_hash, b.crc32c)
-            for b in gcs.list_blobs(bucket, prefix=prefix)}
+    return {
+        b.name: (b.generation, b.md5_hash, b.crc32c) for b in gcs.list_blobs(bucket, prefix=prefix)
+    }
 
 
 @contextmanager
@@ -93,7 +105,7 @@ def check_previews(gcs, bucket: str, prefix: str) -> dict[str, bytes]:
     batches' records). Returns preview name -> bytes."""
     found: dict[str, bytes] = {}
     for blob in gcs.list_blobs(bucket, prefix=prefix):
-        rel = blob.name[len(prefix):]
+        rel = blob.name[len(prefix) :]
         if REPORT_FILES.match(rel):
             continue
         assert rel.endswith(".png"), f"a stray object in the output: {blob.name}"
@@ -111,8 +123,12 @@ def report_of(gcs, bucket: str, prefix: str) -> tuple[dict, dict[str, dict]]:
     text = gcs.bucket(bucket).blob(f"{prefix}report.csv").download_as_text()
     rows: dict[str, dict] = {}
     for r in csv.DictReader(io.StringIO(text)):
-        rows[r["name"]] = {**r, "ok": r["ok"] == "True", "signals": int(r["signals"]),
-                           "error": r["error"] or None}
+        rows[r["name"]] = {
+            **r,
+            "ok": r["ok"] == "True",
+            "signals": int(r["signals"]),
+            "error": r["error"] or None,
+        }
     return summary, rows
 
 
@@ -125,8 +141,14 @@ class Background:
         self.out, self.err = cwd / "background.out", cwd / "background.err"
         self.started = time.monotonic()
         with self.out.open("w") as out, self.err.open("w") as err:
-            self.proc = subprocess.Popen(argv or command(*args), cwd=cwd, env=env, stdout=out,
-                                         stderr=err, start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv or command(*args),
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
 
     def output(self) -> str:
         text = self.out.read_text() + self.err.read_text()
@@ -162,9 +184,18 @@ def write_4d_emd(path: Path, data) -> None:
     from rsciio.emd import file_writer
 
     ny, nx, qy, qx = data.shape
-    axes = [dict(name="y", size=ny, scale=0.5, offset=0.0, units="nm", navigate=True),
-            dict(name="x", size=nx, scale=0.5, offset=0.0, units="nm", navigate=True),
-            dict(name="ky", size=qy, scale=0.05, offset=0.0, units="1/nm", navigate=False),
-            dict(name="kx", size=qx, scale=0.05, offset=0.0, units="1/nm", navigate=False)]
-    file_writer(str(path), {"data": data, "axes": axes, "original_metadata": {},
-                            "metadata": {"General": {"title": "4D-STEM scan"}, "Signal": {}}})
+    axes = [
+        dict(name="y", size=ny, scale=0.5, offset=0.0, units="nm", navigate=True),
+        dict(name="x", size=nx, scale=0.5, offset=0.0, units="nm", navigate=True),
+        dict(name="ky", size=qy, scale=0.05, offset=0.0, units="1/nm", navigate=False),
+        dict(name="kx", size=qx, scale=0.05, offset=0.0, units="1/nm", navigate=False),
+    ]
+    file_writer(
+        str(path),
+        {
+            "data": data,
+            "axes": axes,
+            "original_metadata": {},
+            "metadata": {"General": {"title": "4D-STEM scan"}, "Signal": {}},
+        },
+    )

@@ -68,8 +68,9 @@ def alive_in_group(pgid: int, timeout: float = 10) -> list[int]:
         time.sleep(0.1)
 
 
-def wait_for_previews(gcs, bucket: str, prefix: str, at_least: int, job: Background,
-                      timeout: float = 120) -> int:
+def wait_for_previews(
+    gcs, bucket: str, prefix: str, at_least: int, job: Background, timeout: float = 120
+) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert job.proc.poll() is None, "the run ended before the test could interfere"
@@ -88,9 +89,9 @@ def seed_copies(gcs, bucket: str, copies: int) -> list[str]:
 
 
 # -- transient errors and a lost answer ----------------------------------------------------------
-def test_a_lost_upload_answer_is_checked_then_taken_as_done(emulator, gcs, storage_env,
-                                                            monkeypatch: pytest.MonkeyPatch,
-                                                            sample_dir: Path) -> None:
+def test_a_lost_upload_answer_is_checked_then_taken_as_done(
+    emulator, gcs, storage_env, monkeypatch: pytest.MonkeyPatch, sample_dir: Path
+) -> None:
     """The server commits a preview and the answer is lost: the client retries with
     ifGenerationMatch=0 and gets 412. The job then finds its own bytes there: done, one object.
     Another object at that name would be kept and reported instead."""
@@ -100,14 +101,18 @@ def test_a_lost_upload_answer_is_checked_then_taken_as_done(emulator, gcs, stora
     png = make_preview(sample_dir / "eds/example1.msa", "eds/example1.msa").png
     created: list[bool] = []
     real_create = store.create
-    monkeypatch.setattr(store, "create", lambda *a, **k: created.append(real_create(*a, **k)) or
-                        created[-1])
+    monkeypatch.setattr(
+        store, "create", lambda *a, **k: created.append(real_create(*a, **k)) or created[-1]
+    )
     lost = emulator.faults.add(is_upload, "drop-after", times=1)
     assert render_batch.write(target, "eds/example1.msa", png, "1" * 16)  # in place: done
     assert lost.hits == 1 and created == [False]  # the retry met the committed object: 412
     (blob,) = gcs.list_blobs(bucket)
     assert (blob.name, blob.metageneration, blob.download_as_bytes()) == (
-        "previews/eds/example1.msa.png", 1, png)
+        "previews/eds/example1.msa.png",
+        1,
+        png,
+    )
     assert blob.metadata == {store.BATCH_KEY: "1" * 16}  # and known as this job's
     assert not render_batch.write(target, "eds/example1.msa", b"other bytes", "1" * 16)  # kept
     assert objects(gcs, bucket) == {blob.name: (blob.generation, blob.md5_hash, blob.crc32c)}
@@ -115,7 +120,8 @@ def test_a_lost_upload_answer_is_checked_then_taken_as_done(emulator, gcs, stora
 
 @pytest.mark.slow
 def test_transient_errors_and_a_lost_upload_answer_change_nothing(
-        emulator, gcs, storage_env, sample_dir: Path, tmp_path: Path) -> None:
+    emulator, gcs, storage_env, sample_dir: Path, tmp_path: Path
+) -> None:
     bucket = new_bucket(gcs, "flaky")
     samples.seed(bucket, "raw/", gcs)
     faults = {
@@ -129,8 +135,12 @@ def test_transient_errors_and_a_lost_upload_answer_change_nothing(
         "upload 429": emulator.faults.add(is_upload, "status:429", times=2),
         "upload 503": emulator.faults.add(is_upload, "status:503", times=2),
     }
-    config = ["--config", f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews",
-              "strict=True"]
+    config = [
+        "--config",
+        f"input=gs://{bucket}/raw",
+        f"output=gs://{bucket}/previews",
+        "strict=True",
+    ]
     with sources_unchanged(gcs, bucket, "raw/"):
         run = snakemake(tmp_path, "--profile", str(LOCAL), *config, env=storage_env)
     print({name: fault.hits for name, fault in faults.items()})
@@ -157,29 +167,47 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_unreachable_storage_is_a_clear_error_within_a_minute(
-        emulator, gcs, storage_env, tmp_path: Path) -> None:
+    emulator, gcs, storage_env, tmp_path: Path
+) -> None:
     """Three runs at once: one pointed at a port nobody listens on, one at a server that accepts
     connections and never answers, and one whose storage goes away while a batch is running."""
     dead = dict(storage_env, STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{_free_port()}")
     silent_server = socket.create_server(("127.0.0.1", 0), backlog=64)  # never accept()s
-    silent = dict(storage_env,
-                  STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{silent_server.getsockname()[1]}")
-    config = ["--config", "input=gs://nexuslims_example-datafiles/MockDataFiles",
-              "output=gs://nexuslims_example-joboutput/unreachable"]
+    silent = dict(
+        storage_env, STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{silent_server.getsockname()[1]}"
+    )
+    config = [
+        "--config",
+        "input=gs://nexuslims_example-datafiles/MockDataFiles",
+        "output=gs://nexuslims_example-joboutput/unreachable",
+    ]
 
     bucket = new_bucket(gcs, "outage")
     names = seed_copies(gcs, bucket, 2)
-    outage_config = ["--config", f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews",
-                     "batch_size=100"]
+    outage_config = [
+        "--config",
+        f"input=gs://{bucket}/raw",
+        f"output=gs://{bucket}/previews",
+        "batch_size=100",
+    ]
     try:
         with sources_unchanged(gcs, bucket, "raw/"):
             jobs = {
-                "dead port": Background(tmp_path / "dead", "--profile", str(LOCAL), *config,
-                                        env=dead),
-                "no answer": Background(tmp_path / "silent", "--profile", str(LOCAL), *config,
-                                        env=silent),
-                "outage": Background(tmp_path / "outage", "--profile", str(LOCAL), "--cores",
-                                     "1", *outage_config, env=storage_env),
+                "dead port": Background(
+                    tmp_path / "dead", "--profile", str(LOCAL), *config, env=dead
+                ),
+                "no answer": Background(
+                    tmp_path / "silent", "--profile", str(LOCAL), *config, env=silent
+                ),
+                "outage": Background(
+                    tmp_path / "outage",
+                    "--profile",
+                    str(LOCAL),
+                    "--cores",
+                    "1",
+                    *outage_config,
+                    env=storage_env,
+                ),
             }
             wait_for_previews(gcs, bucket, "previews/", 2, jobs["outage"])
             outage = emulator.faults.add(lambda m, p: f"/b/{bucket}/" in p, "reset", times=10**6)
@@ -203,15 +231,18 @@ def test_unreachable_storage_is_a_clear_error_within_a_minute(
         assert "Traceback" not in output, name
         assert took < 60, name  # a bound on retries, not a speed target
     assert outage.hits > 0
-    stopped = (r"batch [0-9a-f]{16} stopped: The thumbnail job could not reach Cloud Storage to "
-               rf"(download|write) \S+ (from|to) gs://{bucket}/")
+    stopped = (
+        r"batch [0-9a-f]{16} stopped: The thumbnail job could not reach Cloud Storage to "
+        rf"(download|write) \S+ (from|to) gs://{bucket}/"
+    )
     assert re.search(stopped, outputs["outage"])
 
     # The next run, with the storage back, finishes the job; nothing was written twice.
     before = objects(gcs, bucket, "previews/")
     with sources_unchanged(gcs, bucket, "raw/"):
-        rerun = snakemake(tmp_path / "outage", "--profile", str(LOCAL), *outage_config,
-                          env=storage_env)
+        rerun = snakemake(
+            tmp_path / "outage", "--profile", str(LOCAL), *outage_config, env=storage_env
+        )
     assert rerun.returncode == 0
     assert summary(rerun.stderr).startswith(f"thumbnail job: all {len(names)} done")
     after = objects(gcs, bucket, "previews/")
@@ -222,15 +253,21 @@ def test_unreachable_storage_is_a_clear_error_within_a_minute(
 
 # -- killed halfway ------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_a_killed_run_leaves_whole_objects_and_the_rerun_finishes(gcs, storage_env,
-                                                                  tmp_path: Path) -> None:
+def test_a_killed_run_leaves_whole_objects_and_the_rerun_finishes(
+    gcs, storage_env, tmp_path: Path
+) -> None:
     bucket = new_bucket(gcs, "killed")
     names = seed_copies(gcs, bucket, 5)  # 45 files in one batch: the kill lands mid-batch
-    config = ["--config", f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews",
-              "batch_size=100"]
+    config = [
+        "--config",
+        f"input=gs://{bucket}/raw",
+        f"output=gs://{bucket}/previews",
+        "batch_size=100",
+    ]
     with sources_unchanged(gcs, bucket, "raw/"):
-        job = Background(tmp_path, "--profile", str(LOCAL), "--cores", "1", *config,
-                         env=storage_env)
+        job = Background(
+            tmp_path, "--profile", str(LOCAL), "--cores", "1", *config, env=storage_env
+        )
         try:
             wait_for_previews(gcs, bucket, "previews/", 3, job)
         finally:

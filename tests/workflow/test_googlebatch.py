@@ -44,20 +44,34 @@ ALL_DONE = f"thumbnail job: all {len(PREVIEWABLE)} done;"
 pytestmark = pytest.mark.slow
 
 
-def batch_run(gcs, env: dict, batch_python: str, task_python: str, *extra: str,
-              bucket: str | None = None, standin: dict | None = None) -> BatchRun:
+def batch_run(
+    gcs,
+    env: dict,
+    batch_python: str,
+    task_python: str,
+    *extra: str,
+    bucket: str | None = None,
+    standin: dict | None = None,
+) -> BatchRun:
     """Seed a bucket, then run the job through the stand-in from a git checkout of workflow/ (as
     from the repository root: Snakemake ships the git-tracked files to the VMs)."""
-    argv, env, out, checkout, bucket = batch_command(gcs, env, batch_python, task_python, *extra,
-                                                     bucket=bucket, standin=standin)
-    run = subprocess.run(argv, cwd=checkout, env=env, capture_output=True, text=True,
-                         timeout=600)
+    argv, env, out, checkout, bucket = batch_command(
+        gcs, env, batch_python, task_python, *extra, bucket=bucket, standin=standin
+    )
+    run = subprocess.run(argv, cwd=checkout, env=env, capture_output=True, text=True, timeout=600)
     print(run.stdout[-20000:], run.stderr[-20000:], sep="\n")  # shown when a test fails
     return BatchRun(run, out, checkout, bucket)
 
 
-def batch_command(gcs, env: dict, batch_python: str, task_python: str, *extra: str,
-                  bucket: str | None = None, standin: dict | None = None):
+def batch_command(
+    gcs,
+    env: dict,
+    batch_python: str,
+    task_python: str,
+    *extra: str,
+    bucket: str | None = None,
+    standin: dict | None = None,
+):
     if bucket is None:
         bucket = f"gb-{uuid.uuid4().hex[:12]}"
         samples.seed(bucket, "raw/", gcs)
@@ -67,10 +81,22 @@ def batch_command(gcs, env: dict, batch_python: str, task_python: str, *extra: s
     subprocess.run(["git", "init", "-q"], cwd=checkout, check=True)
     subprocess.run(["git", "add", "-A"], cwd=checkout, check=True)
     env = standin_env(env, out, task_python, standin)
-    args = ["-s", "workflow/Snakefile", "--profile", "workflow/profiles/googlebatch",
-            "--googlebatch-project", PROJECT, "--storage-gcs-project", PROJECT,
-            "--default-storage-prefix", f"gs://{bucket}/snakemake-work", *extra,
-            "--config", f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews"]
+    args = [
+        "-s",
+        "workflow/Snakefile",
+        "--profile",
+        "workflow/profiles/googlebatch",
+        "--googlebatch-project",
+        PROJECT,
+        "--storage-gcs-project",
+        PROJECT,
+        "--default-storage-prefix",
+        f"gs://{bucket}/snakemake-work",
+        *extra,
+        "--config",
+        f"input=gs://{bucket}/raw",
+        f"output=gs://{bucket}/previews",
+    ]
     return [batch_python, str(STANDIN), *args], env, out, checkout, bucket
 
 
@@ -81,8 +107,9 @@ def batch_env(storage_env: dict, tmp_path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def finished(emulator, batch_python: str, task_python: str,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchRun]:
+def finished(
+    emulator, batch_python: str, task_python: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BatchRun]:
     """One successful run for the module's checks (a run takes half a minute)."""
     with pytest.MonkeyPatch.context() as patch:
         for key, value in emulator.env.items():
@@ -96,23 +123,33 @@ def finished(emulator, batch_python: str, task_python: str,
 
 
 def previews(gcs, bucket: str, prefix: str) -> dict[str, bytes]:
-    return {b.name[len(prefix):]: b.download_as_bytes()
-            for b in gcs.list_blobs(bucket, prefix=prefix) if b.name.endswith(".png")}
+    return {
+        b.name[len(prefix) :]: b.download_as_bytes()
+        for b in gcs.list_blobs(bucket, prefix=prefix)
+        if b.name.endswith(".png")
+    }
 
 
 # -- end to end -----------------------------------------------------------------------------------
 
 
 def test_batch_run_lands_every_preview_byte_for_byte_as_the_local_run(
-        finished: BatchRun, gcs, storage_env: dict, tmp_path: Path) -> None:
+    finished: BatchRun, gcs, storage_env: dict, tmp_path: Path
+) -> None:
     assert finished.run.returncode == 0
     assert summary(finished.run.stderr).startswith(ALL_DONE)
     on_batch = previews(gcs, finished.bucket, "previews/")
     assert sorted(on_batch) == sorted(f"{name}.png" for name in PREVIEWABLE)
     # The same files, run here with the local profile into another prefix of the same bucket.
-    local = snakemake(tmp_path, "--profile", str(LOCAL), "--config",
-                      f"input=gs://{finished.bucket}/raw", f"output=gs://{finished.bucket}/local",
-                      env=storage_env)
+    local = snakemake(
+        tmp_path,
+        "--profile",
+        str(LOCAL),
+        "--config",
+        f"input=gs://{finished.bucket}/raw",
+        f"output=gs://{finished.bucket}/local",
+        env=storage_env,
+    )
     assert local.returncode == 0, local.stderr[-3000:]
     assert previews(gcs, finished.bucket, "local/") == on_batch
     # Every task ran in the image's user's Python with nothing installed at run time.
@@ -127,16 +164,16 @@ def test_the_plugins_workdir_is_not_writable_by_the_images_user(finished: BatchR
     vm = next(finished.out.glob("vm-render-*"))
     workdir = vm / "tmp-workdir"
     assert (workdir.stat().st_uid, workdir.stat().st_mode & 0o777) == (0, 0o755)
-    probe = subprocess.run(["touch", str(workdir / "probe")], user=1000, group=100,
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        ["touch", str(workdir / "probe")], user=1000, group=100, capture_output=True, text=True
+    )
     assert probe.returncode != 0 and "Permission denied" in probe.stderr
     log = "\n".join(p.read_text() for p in vm.glob("container-*.log"))
     assert "not installed at run time, the image has it: pip install --target" in log
     assert "not installed at run time: python3 -m pip install boto3" in log
 
 
-def test_a_finished_run_leaves_only_its_logs_in_the_work_prefix(
-        finished: BatchRun, gcs) -> None:
+def test_a_finished_run_leaves_only_its_logs_in_the_work_prefix(finished: BatchRun, gcs) -> None:
     """What book/chapters/google-batch.md tells users to clean up: the logs, and nothing else is
     left (the shipped sources, manifests and batch results are removed by Snakemake)."""
     left = [b.name for b in gcs.list_blobs(finished.bucket, prefix="snakemake-work/")]
@@ -145,21 +182,28 @@ def test_a_finished_run_leaves_only_its_logs_in_the_work_prefix(
 
 
 def test_each_new_file_costs_the_render_task_one_download_and_one_upload(
-        finished: BatchRun, emulator) -> None:
+    finished: BatchRun, emulator
+) -> None:
     """The chapter's cost section: per file, one Class B download and one Class A upload by the
     machines; the rest is per batch (sources, manifest, result, log, and their checks)."""
-    mine = [c for c in emulator.calls.list()
-            if c.who == "batch-job" and f"/b/{finished.bucket}/" in c.path]
-    downloads = [c for c in mine if c.method == "GET" and "alt=media" in c.path
-                 and "/o/raw%2F" in c.path]
+    mine = [
+        c
+        for c in emulator.calls.list()
+        if c.who == "batch-job" and f"/b/{finished.bucket}/" in c.path
+    ]
+    downloads = [
+        c for c in mine if c.method == "GET" and "alt=media" in c.path and "/o/raw%2F" in c.path
+    ]
     uploads = [c for c in mine if c.method == "POST" and c.path.startswith("/upload/")]
     # one per preview, and a few per batch (its result, its log, its report record)
     assert len(PREVIEWABLE) < len(uploads) <= len(PREVIEWABLE) + 3
     downloaded = {c.path.split("/o/", 1)[1].split("?", 1)[0] for c in downloads}
     assert len(downloads) == len(downloaded) >= len(PREVIEWABLE)  # each source (and companion) once
     per_batch = len(mine) - len(downloads) - len(uploads)
-    print(f"batch-job calls: {len(downloads)} downloads, {len(uploads)} uploads, "
-          f"{per_batch} for the one batch")
+    print(
+        f"batch-job calls: {len(downloads)} downloads, {len(uploads)} uploads, "
+        f"{per_batch} for the one batch"
+    )
     assert per_batch <= 40
 
 
@@ -167,7 +211,8 @@ def test_each_new_file_costs_the_render_task_one_download_and_one_upload(
 
 
 def test_render_job_spec_runs_the_image_on_cos_with_the_profiles_resources(
-        finished: BatchRun) -> None:
+    finished: BatchRun,
+) -> None:
     image = registry.load()
     (received,) = finished.jobs()
     assert received["parent"] == f"projects/{PROJECT}/locations/{PROFILE['googlebatch-region']}"
@@ -176,8 +221,10 @@ def test_render_job_spec_runs_the_image_on_cos_with_the_profiles_resources(
     task = group["taskSpec"]
     (instances,) = job["allocationPolicy"]["instances"]
     policy = instances["policy"]
-    assert policy["bootDisk"]["image"] == (f"projects/{PROFILE['googlebatch-image-project']}/"
-                                           f"global/images/family/batch-cos-stable-official")
+    assert policy["bootDisk"]["image"] == (
+        f"projects/{PROFILE['googlebatch-image-project']}/"
+        f"global/images/family/batch-cos-stable-official"
+    )
     assert policy["bootDisk"]["sizeGb"] == "0"  # nothing overrides the family's boot disk
     assert policy["machineType"] == PROFILE["googlebatch-machine-type"] == "e2-standard-2"
     # render is preemptible: the plugin asks for PREEMPTIBLE (3), the older kind of Spot VM
@@ -189,8 +236,9 @@ def test_render_job_spec_runs_the_image_on_cos_with_the_profiles_resources(
     assert group["taskCount"] == group["taskCountPerNode"] == "1"
     assert job["labels"] == {"snakemake-job": "render", "app": "microscopy-notebook"}
     assert job["allocationPolicy"]["serviceAccount"]["email"] == ""  # the default one
-    kinds = [next(k for k in ("script", "barrier", "container") if k in r)
-             for r in task["runnables"]]
+    kinds = [
+        next(k for k in ("script", "barrier", "container") if k in r) for r in task["runnables"]
+    ]
     assert kinds == ["script", "script", "barrier", "container"]
     container = task["runnables"][-1]["container"]
     assert container["imageUri"] == image.uri() == PROFILE["googlebatch-container"]
@@ -202,20 +250,31 @@ def test_render_job_spec_runs_the_image_on_cos_with_the_profiles_resources(
 
 
 def test_service_account_and_failing_task_fail_the_run_with_the_tasks_log(
-        gcs, emulator, batch_env: dict, batch_python: str, task_python: str) -> None:
+    gcs, emulator, batch_env: dict, batch_python: str, task_python: str
+) -> None:
     """A task whose service account may not read the work files (403 on every download of a
     manifest): Batch reports FAILED, the run fails, and the task's own log is what the user sees."""
     bucket = f"gb-{uuid.uuid4().hex[:12]}"
     samples.seed(bucket, "raw/", gcs)
     emulator.faults.add(
         lambda method, path: method == "GET" and "manifests" in path and "alt=media" in path,
-        "status:403", times=1000)
+        "status:403",
+        times=1000,
+    )
     account = f"thumbnails@{PROJECT}.iam.gserviceaccount.com"
     # The profile would resubmit the failing render three times (preemptible-retries), each
     # failing alike; one submission shows what the user sees. Retries: the preemption test.
-    failed = batch_run(gcs, batch_env, batch_python, task_python,
-                       "--googlebatch-service-account", account, "--preemptible-retries", "0",
-                       bucket=bucket)
+    failed = batch_run(
+        gcs,
+        batch_env,
+        batch_python,
+        task_python,
+        "--googlebatch-service-account",
+        account,
+        "--preemptible-retries",
+        "0",
+        bucket=bucket,
+    )
     try:
         assert failed.run.returncode != 0
         jobs = failed.jobs()
@@ -230,17 +289,21 @@ def test_service_account_and_failing_task_fail_the_run_with_the_tasks_log(
 
 
 def test_a_preempted_task_is_retried_and_the_run_completes(
-        gcs, batch_env: dict, batch_python: str, task_python: str) -> None:
-    preempted = batch_run(gcs, batch_env, batch_python, task_python,
-                          standin={"MNB_BATCH_STANDIN_PREEMPT": "render"})
+    gcs, batch_env: dict, batch_python: str, task_python: str
+) -> None:
+    preempted = batch_run(
+        gcs, batch_env, batch_python, task_python, standin={"MNB_BATCH_STANDIN_PREEMPT": "render"}
+    )
     try:
         assert preempted.run.returncode == 0
         assert summary(preempted.run.stderr).startswith(ALL_DONE)
         # The retry is Batch's, in the same Job: its task log, which the plugin saves when the Job
         # ends, has the killed attempt. (The plugin's own event lines are no witness: 0.5.1 prints
         # an event only if the sub-second part of its time exceeds the last one's.)
-        saved = "".join(p.read_text() for p in
-                        (preempted.checkout / ".snakemake" / "googlebatch_logs").rglob("*.log"))
+        saved = "".join(
+            p.read_text()
+            for p in (preempted.checkout / ".snakemake" / "googlebatch_logs").rglob("*.log")
+        )
         assert "attempt 0 exited with code 50001" in saved
         assert len(preempted.jobs()) == 1
         assert len(list(preempted.out.glob("vm-render-*"))) == 2  # the killed VM and its retry
@@ -250,7 +313,8 @@ def test_a_preempted_task_is_retried_and_the_run_completes(
 
 
 def test_ctrl_c_in_the_submitting_terminal_deletes_the_running_batch_job(
-        gcs, batch_env: dict, batch_python: str, task_python: str) -> None:
+    gcs, batch_env: dict, batch_python: str, task_python: str
+) -> None:
     """What the chapter says about stopping a run: one Ctrl-C (SIGINT to Snakemake, not to the
     machines) makes the plugin delete the Batch jobs it started."""
     argv, env, out, checkout, bucket = batch_command(gcs, batch_env, batch_python, task_python)
@@ -309,15 +373,19 @@ def test_the_first_jobs_profile_runs_its_task_as_this_profile_does() -> None:
     in the same region: what this module rehearses for the thumbnail job holds for the first job
     (whose own rehearsal, in tests/book/test_commands.py, runs one small task)."""
     first_job = yaml.safe_load(FIRST_JOB.read_text())
-    shared = ("googlebatch-container", "googlebatch-image-family", "googlebatch-image-project",
-              "precommand", "googlebatch-region")
+    shared = (
+        "googlebatch-container",
+        "googlebatch-image-family",
+        "googlebatch-image-project",
+        "precommand",
+        "googlebatch-region",
+    )
     assert {k: first_job[k] for k in shared} == {k: PROFILE[k] for k in shared}
     assert first_job["executor"] == PROFILE["executor"] == "googlebatch"
     assert "software-deployment-method" not in first_job  # it would install at run time
 
 
-def test_what_a_task_runs_with_is_in_the_image_list_at_versions_it_allows(
-        task_python: str) -> None:
+def test_what_a_task_runs_with_is_in_the_image_list_at_versions_it_allows(task_python: str) -> None:
     """The stand-in's tasks run with the batch-task group: each of its packages must be in
     image/packages.txt and installed here at a version the list allows, so a task on Batch gets
     what the tests ran (jsonschema comes with Snakemake, in the image as here)."""
@@ -331,35 +399,49 @@ def test_what_a_task_runs_with_is_in_the_image_list_at_versions_it_allows(
     groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
 
     def expand(name: str) -> list[str]:
-        return [r for item in groups[name]
-                for r in (expand(item["include-group"]) if isinstance(item, dict) else [item])]
+        return [
+            r
+            for item in groups[name]
+            for r in (expand(item["include-group"]) if isinstance(item, dict) else [item])
+        ]
 
     group = expand("batch-task")
     names = [Requirement(r).name.lower() for r in group]
-    script = ("import importlib.metadata as m, json, sys; "
-              "print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))")
-    versions = json.loads(subprocess.run([task_python, "-c", script, *names, "snakemake"],
-                                         capture_output=True, text=True, check=True).stdout)
+    script = (
+        "import importlib.metadata as m, json, sys; "
+        "print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))"
+    )
+    versions = json.loads(
+        subprocess.run(
+            [task_python, "-c", script, *names, "snakemake"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert "jsonschema" in [Requirement(r).name for r in _requires(task_python, "snakemake")]
     for name in names:
         if name == "jsonschema":
             continue
         assert name in listed, f"{name} runs in Batch tasks but is not in image/packages.txt"
         assert listed[name].specifier.contains(versions[name], prereleases=True), (
-            f"{name} {versions[name]} is outside the image list's {listed[name].spec}")
+            f"{name} {versions[name]} is outside the image list's {listed[name].spec}"
+        )
 
 
 def _requires(python: str, dist: str) -> list[str]:
     script = f"import importlib.metadata as m, json; print(json.dumps(m.requires({dist!r})))"
-    return json.loads(subprocess.run([python, "-c", script], capture_output=True, text=True,
-                                     check=True).stdout)
+    return json.loads(
+        subprocess.run([python, "-c", script], capture_output=True, text=True, check=True).stdout
+    )
 
 
 # -- roles from measurement (last: every run of this module has been recorded) --------------------
 
 
 def test_recorded_calls_are_the_permissions_iam_yaml_lists_and_its_roles_grant(
-        emulator, finished: BatchRun) -> None:
+    emulator, finished: BatchRun
+) -> None:
     from microscopy_notebook.cloud import permissions
 
     roles, people = roles_table.load()
@@ -374,12 +456,16 @@ def test_recorded_calls_are_the_permissions_iam_yaml_lists_and_its_roles_grant(
         measured = {p for p, why in people[name].needs.items() if why == "measured"}
         # batch.jobs.delete is measured by the Ctrl-C test, which a successful run never needs
         assert seen == measured - {"batch.jobs.delete"}, (
-            f"{name}: recorded {sorted(seen)}, iam.yaml {sorted(measured)}")
+            f"{name}: recorded {sorted(seen)}, iam.yaml {sorted(measured)}"
+        )
         assert roles_table.ungranted(roles, people[name]) == []
     # The check can fail: without Storage Bucket Viewer, bucket.exists() of the storage plugin
     # (storage.buckets.get) is granted by nothing, which is what the old table said.
     person = people["batch-job"]
-    without = roles_table.Person(person.name, person.title,
-                                 [r for r in person.roles if r != "roles/storage.bucketViewer"],
-                                 person.needs)
+    without = roles_table.Person(
+        person.name,
+        person.title,
+        [r for r in person.roles if r != "roles/storage.bucketViewer"],
+        person.needs,
+    )
     assert roles_table.ungranted(roles, without) == ["storage.buckets.get"]

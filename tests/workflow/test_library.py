@@ -23,12 +23,15 @@ from thumbnails.plan import make_plan, split, what_is_new
 
 
 # -- locations and refusals -----------------------------------------------------------------------
-@pytest.mark.parametrize("text, expected", [
-    ("gs://bucket-1/raw", Location("gs", "bucket-1", "raw")),
-    ("gs://bucket-1/raw/", Location("gs", "bucket-1", "raw")),
-    ("gs://bucket-1//raw//2024/", Location("gs", "bucket-1", "raw/2024")),
-    ("gs://bucket-1", Location("gs", "bucket-1", "")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("gs://bucket-1/raw", Location("gs", "bucket-1", "raw")),
+        ("gs://bucket-1/raw/", Location("gs", "bucket-1", "raw")),
+        ("gs://bucket-1//raw//2024/", Location("gs", "bucket-1", "raw/2024")),
+        ("gs://bucket-1", Location("gs", "bucket-1", "")),
+    ],
+)
 def test_gs_locations_normalise(text: str, expected: Location) -> None:
     assert parse_location(text, "input") == expected
 
@@ -43,17 +46,20 @@ def test_bad_locations_are_refused(text) -> None:
         parse_location(text, "input")
 
 
-@pytest.mark.parametrize("source, target, refused", [
-    ("gs://bkt/raw", "gs://bkt/raw", True),
-    ("gs://bkt/raw", "gs://bkt/raw/previews", True),
-    ("gs://bkt/raw/2024", "gs://bkt/raw", True),
-    ("gs://bkt", "gs://bkt/previews", True),  # a whole bucket holds every prefix in it
-    ("gs://bkt/raw", "gs://bkt/raw-previews", False),  # a sibling that only shares the spelling
-    ("gs://bkt/raw", "gs://cat/raw", False),
-    ("/data/raw", "/data/raw/previews", True),
-    ("/data/raw", "/data/previews", False),
-    ("gs://bkt/raw", "/data/raw", False),
-])
+@pytest.mark.parametrize(
+    "source, target, refused",
+    [
+        ("gs://bkt/raw", "gs://bkt/raw", True),
+        ("gs://bkt/raw", "gs://bkt/raw/previews", True),
+        ("gs://bkt/raw/2024", "gs://bkt/raw", True),
+        ("gs://bkt", "gs://bkt/previews", True),  # a whole bucket holds every prefix in it
+        ("gs://bkt/raw", "gs://bkt/raw-previews", False),  # a sibling that only shares the spelling
+        ("gs://bkt/raw", "gs://cat/raw", False),
+        ("/data/raw", "/data/raw/previews", True),
+        ("/data/raw", "/data/previews", False),
+        ("gs://bkt/raw", "/data/raw", False),
+    ],
+)
 def test_overlapping_locations_are_refused(source: str, target: str, refused: bool) -> None:
     src, dst = parse_location(source, "input"), parse_location(target, "output")
     if refused:
@@ -67,8 +73,10 @@ def test_symlinked_output_into_input_is_refused(tmp_path: Path) -> None:
     (tmp_path / "raw" / "previews").mkdir(parents=True)
     (tmp_path / "out").symlink_to(tmp_path / "raw" / "previews")
     with pytest.raises(JobConfigError):
-        locations.check_locations(parse_location(str(tmp_path / "raw"), "input"),
-                                  parse_location(str(tmp_path / "out"), "output"))
+        locations.check_locations(
+            parse_location(str(tmp_path / "raw"), "input"),
+            parse_location(str(tmp_path / "out"), "output"),
+        )
 
 
 def test_work_prefix_under_input_is_refused() -> None:
@@ -99,21 +107,32 @@ def test_what_is_new_needs_a_preview_and_a_report_row() -> None:
 
 def test_plan_knows_companions_and_missing_ones() -> None:
     src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
-    plan = make_plan(src, dst, ["t/x_1.ser", "t/x.emi", "t/y_1.ser"], [], [],
-                     formats.is_previewable, formats.companion_names, batch_size=10)
+    plan = make_plan(
+        src,
+        dst,
+        ["t/x_1.ser", "t/x.emi", "t/y_1.ser"],
+        [],
+        [],
+        formats.is_previewable,
+        formats.companion_names,
+        batch_size=10,
+    )
     items = {i.name: i for b in plan.batches.values() for i in b}
     assert items["t/x_1.ser"].companions == ("t/x.emi",) and items["t/x_1.ser"].missing == ()
     assert items["t/y_1.ser"].missing == ("t/y.emi",)
 
 
-@pytest.mark.parametrize("n, size, workers, expected", [
-    (0, 200, 1, []),
-    (9, 200, 1, [9]),
-    (201, 200, 1, [101, 100]),
-    (9, 200, 2, [5, 4]),
-    (1000, 200, 4, [125] * 8),
-    (3, 200, 8, [1, 1, 1]),
-])
+@pytest.mark.parametrize(
+    "n, size, workers, expected",
+    [
+        (0, 200, 1, []),
+        (9, 200, 1, [9]),
+        (201, 200, 1, [101, 100]),
+        (9, 200, 2, [5, 4]),
+        (1000, 200, 4, [125] * 8),
+        (3, 200, 8, [1, 1, 1]),
+    ],
+)
 def test_batches_are_even_and_bounded(n: int, size: int, workers: int, expected: list) -> None:
     assert [len(b) for b in split(list(range(n)), size, workers)] == expected
 
@@ -124,8 +143,16 @@ def test_batch_ids_follow_content_and_locations() -> None:
     names = [f"f{i:03}.dm3" for i in range(10)]
 
     def plan(target, listing):
-        return make_plan(src, target, listing, [], [], formats.is_previewable,
-                         formats.companion_names, batch_size=4)
+        return make_plan(
+            src,
+            target,
+            listing,
+            [],
+            [],
+            formats.is_previewable,
+            formats.companion_names,
+            batch_size=4,
+        )
 
     first = plan(dst, names)
     assert [len(b) for b in first.batches.values()] == [4, 3, 3]
@@ -136,26 +163,43 @@ def test_batch_ids_follow_content_and_locations() -> None:
 
 def test_max_files_limits_the_run_not_the_count() -> None:
     src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
-    plan = make_plan(src, dst, [f"f{i}.dm3" for i in range(10)], [], [],
-                     formats.is_previewable, formats.companion_names, batch_size=4,
-                     max_files=3)
+    plan = make_plan(
+        src,
+        dst,
+        [f"f{i}.dm3" for i in range(10)],
+        [],
+        [],
+        formats.is_previewable,
+        formats.companion_names,
+        batch_size=4,
+        max_files=3,
+    )
     assert plan.files == 3 and plan.previewable == 10
 
 
 # -- the report -----------------------------------------------------------------------------------
 def test_the_summary_adds_new_records_and_keeps_kept_names() -> None:
     src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
-    first = {"batch": "a" * 16, "kept": ["c.dm3"],
-             "rows": [report.row(src, dst, "a.dm3", ok=False, error="truncated"),
-                      report.row(src, dst, "b.dm3", ok=True, kind="image"),
-                      report.row(src, dst, "c.dm3", ok=True, kind="image")]}
+    first = {
+        "batch": "a" * 16,
+        "kept": ["c.dm3"],
+        "rows": [
+            report.row(src, dst, "a.dm3", ok=False, error="truncated"),
+            report.row(src, dst, "b.dm3", ok=True, kind="image"),
+            report.row(src, dst, "c.dm3", ok=True, kind="image"),
+        ],
+    }
     one = report.next_summary(report.parse_summary(None), src, dst, [first], {"plan": "p1"}, "t1")
     assert one["summary"] == {"files": 3, "ok": 2, "failed": 1}
     assert (one["records"], one["kept"], one["rows"]) == (["a" * 16], ["c.dm3"], "report.csv")
-    second = {"batch": "b" * 16, "kept": [],
-              "rows": [report.row(src, dst, "d.dm3", ok=True, kind="spectrum")]}
-    two = report.next_summary(report.parse_summary(report.report_json(one)), src, dst, [second],
-                              {"plan": "p2"}, "t2")
+    second = {
+        "batch": "b" * 16,
+        "kept": [],
+        "rows": [report.row(src, dst, "d.dm3", ok=True, kind="spectrum")],
+    }
+    two = report.next_summary(
+        report.parse_summary(report.report_json(one)), src, dst, [second], {"plan": "p2"}, "t2"
+    )
     assert two["summary"] == {"files": 4, "ok": 3, "failed": 1}
     assert two["records"] == ["a" * 16, "b" * 16] and two["last_run"] == {"plan": "p2"}
     assert report.parse_summary(b"not json")["records"] == []  # a damaged summary: start again
@@ -166,14 +210,22 @@ def test_the_summary_adds_new_records_and_keeps_kept_names() -> None:
 
 
 def test_reported_means_a_preview_written_by_a_recorded_batch_or_kept() -> None:
-    listing = {"a.dm3.png": "1" * 16, "b.dm3.png": "2" * 16, "c.dm3.png": None,
-               "d.dm3.png": None, f"report/batches/{'1' * 16}.json": None, "report.json": None}
+    listing = {
+        "a.dm3.png": "1" * 16,
+        "b.dm3.png": "2" * 16,
+        "c.dm3.png": None,
+        "d.dm3.png": None,
+        f"report/batches/{'1' * 16}.json": None,
+        "report.json": None,
+    }
     # b's batch left no record (killed): redone; c is someone else's object, reported as kept.
     assert report.reported_names(listing, ["c.dm3"]) == {"a.dm3", "c.dm3"}
     # a local folder: no metadata, the records name their files
     local = {k: None for k in listing}
     assert report.reported_names(local, [], lambda batch: ["a.dm3", "b.dm3", "z.dm3"]) == {
-        "a.dm3", "b.dm3"}
+        "a.dm3",
+        "b.dm3",
+    }
     assert report.names_in_record(b"{broken") == []
     assert report.batch_of_record(f"report/batches/{'1' * 16}.json") == "1" * 16
     assert report.batch_of_record("x/report/batches/1.json") is None
@@ -181,8 +233,16 @@ def test_reported_means_a_preview_written_by_a_recorded_batch_or_kept() -> None:
 
 def test_manifests_are_written_per_batch(tmp_path: Path) -> None:
     src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
-    plan = make_plan(src, dst, ["a.dm3", "b.dm3", "c.dm3"], [], [],
-                     formats.is_previewable, formats.companion_names, batch_size=2)
+    plan = make_plan(
+        src,
+        dst,
+        ["a.dm3", "b.dm3", "c.dm3"],
+        [],
+        [],
+        formats.is_previewable,
+        formats.companion_names,
+        batch_size=2,
+    )
     paths = [str(tmp_path / f"{b}.json") for b in plan.batches]
     write_manifests.write_manifests(json.loads(json.dumps(plan.as_dict())), paths)
     for batch in plan.batches:
@@ -196,8 +256,10 @@ def test_local_create_never_overwrites(tmp_path: Path) -> None:
     assert not store.create(loc, "a/x.dm3.png", b"second", "image/png")
     assert (tmp_path / "out" / "a" / "x.dm3.png").read_bytes() == b"first"
     assert list(store.list_names(loc)) == ["a/x.dm3.png"]  # no temp file left behind
-    assert list(store.list_names(parse_location(str(tmp_path / "none"), "output"),
-                                 missing_ok=True)) == []
+    assert (
+        list(store.list_names(parse_location(str(tmp_path / "none"), "output"), missing_ok=True))
+        == []
+    )
 
 
 @pytest.fixture
@@ -231,7 +293,8 @@ def test_gcs_lost_upload_response_is_not_a_duplicate(emulator, gcs, bucket: str)
 
 
 def test_gcs_previews_carry_their_batch_and_a_killed_batch_s_are_relabelled(
-        gcs, bucket: str) -> None:
+    gcs, bucket: str
+) -> None:
     store.client.cache_clear()
     loc = parse_location(f"gs://{bucket}/out", "output")
     assert store.create(loc, "x.dm3.png", b"png", "image/png", batch="1" * 16)
@@ -249,8 +312,7 @@ def test_gcs_previews_carry_their_batch_and_a_killed_batch_s_are_relabelled(
 @pytest.mark.parametrize("where", ["gs", "file"])
 def test_append_writes_only_what_it_adds(gcs, bucket: str, tmp_path: Path, where: str) -> None:
     store.client.cache_clear()
-    loc = parse_location(f"gs://{bucket}/out" if where == "gs" else str(tmp_path / "out"),
-                         "output")
+    loc = parse_location(f"gs://{bucket}/out" if where == "gs" else str(tmp_path / "out"), "output")
     store.append(loc, "report.csv", b"1\n", b"head\n", "text/csv")
     store.append(loc, "report.csv", b"2\n3\n", b"head\n", "text/csv")
     assert store.read(loc, "report.csv")[0] == b"head\n1\n2\n3\n"
@@ -264,8 +326,9 @@ def test_missing_bucket_is_a_clear_message(storage_env) -> None:
 
 
 # -- one batch, in this process -------------------------------------------------------------------
-def test_a_bad_file_gets_a_placeholder_and_the_batch_goes_on(sample_dir: Path,
-                                                             tmp_path: Path) -> None:
+def test_a_bad_file_gets_a_placeholder_and_the_batch_goes_on(
+    sample_dir: Path, tmp_path: Path
+) -> None:
     source = tmp_path / "in"
     (source / "dm3").mkdir(parents=True)
     good = sample_dir / "dm3" / "multi_signal.dm3"
@@ -273,11 +336,20 @@ def test_a_bad_file_gets_a_placeholder_and_the_batch_goes_on(sample_dir: Path,
     (source / "dm3" / "cut.dm3").write_bytes(good.read_bytes()[:1024])
     (source / "dm3" / "noise.dm3").write_bytes(os.urandom(4096))
     (source / "tia").mkdir()
-    (source / "tia" / "lonely_1.ser").write_bytes((sample_dir / "tia" /
-                                                   "128x128-TEM_search_1.ser").read_bytes())
+    (source / "tia" / "lonely_1.ser").write_bytes(
+        (sample_dir / "tia" / "128x128-TEM_search_1.ser").read_bytes()
+    )
     src, dst = parse_location(str(source), "input"), parse_location(str(tmp_path / "out"), "output")
-    plan = make_plan(src, dst, store.list_names(src), [], [], formats.is_previewable,
-                     formats.companion_names, batch_size=10)
+    plan = make_plan(
+        src,
+        dst,
+        store.list_names(src),
+        [],
+        [],
+        formats.is_previewable,
+        formats.companion_names,
+        batch_size=10,
+    )
     (batch,) = plan.batches
     log = io.StringIO()
     results = render_batch.render_batch(plan.manifest(batch), log=log, progress=io.StringIO())
@@ -293,19 +365,33 @@ def test_a_bad_file_gets_a_placeholder_and_the_batch_goes_on(sample_dir: Path,
         assert png_size((tmp_path / "out" / f"{name}.png").read_bytes()) == (500, 500)
 
 
-def test_a_batch_rides_out_transient_storage_errors(emulator, gcs, bucket: str,
-                                                    sample_dir: Path) -> None:
+def test_a_batch_rides_out_transient_storage_errors(
+    emulator, gcs, bucket: str, sample_dir: Path
+) -> None:
     """503s on downloads and uploads, from the threads that fetch ahead and write behind: retried,
     and every preview is made exactly once."""
     store.client.cache_clear()
-    names = ["dm3/multi_signal.dm3", "sem/Zeiss_SEM_512pix.tif", "tia/128x128-TEM_search_1.ser",
-             "tia/128x128-TEM_search.emi", "eds/example1.msa"]
+    names = [
+        "dm3/multi_signal.dm3",
+        "sem/Zeiss_SEM_512pix.tif",
+        "tia/128x128-TEM_search_1.ser",
+        "tia/128x128-TEM_search.emi",
+        "eds/example1.msa",
+    ]
     for name in names:
         gcs.bucket(bucket).blob(f"raw/{name}").upload_from_filename(str(sample_dir / name))
     src = parse_location(f"gs://{bucket}/raw", "input")
     dst = parse_location(f"gs://{bucket}/out", "output")
-    plan = make_plan(src, dst, store.list_names(src), [], [], formats.is_previewable,
-                     formats.companion_names, batch_size=10)
+    plan = make_plan(
+        src,
+        dst,
+        store.list_names(src),
+        [],
+        [],
+        formats.is_previewable,
+        formats.companion_names,
+        batch_size=10,
+    )
     downloads = emulator.faults.add(lambda m, p: m == "GET" and "alt=media" in p, "status:503", 3)
     uploads = emulator.faults.add(lambda m, p: m == "POST" and "/upload/" in p, "status:503", 2)
     (batch,) = plan.batches
@@ -313,8 +399,12 @@ def test_a_batch_rides_out_transient_storage_errors(emulator, gcs, bucket: str,
     assert (downloads.hits, uploads.hits) == (3, 2)
     assert results["failed"] == 0 and results["files"] == 4
     made = sorted(b.name for b in gcs.list_blobs(bucket, prefix="out/"))
-    assert made == sorted([*(f"out/{n}.png" for n in names if not n.endswith(".emi")),
-                           f"out/report/batches/{batch}.json"])  # and the batch's record
+    assert made == sorted(
+        [
+            *(f"out/{n}.png" for n in names if not n.endswith(".emi")),
+            f"out/report/batches/{batch}.json",
+        ]
+    )  # and the batch's record
 
 
 # -- the Snakefile --------------------------------------------------------------------------------
@@ -323,11 +413,17 @@ def test_planning_imports_neither_numpy_nor_pillow() -> None:
     the Snakefile) must not pay for the renderer's numpy and Pillow."""
     imports = re.findall(r"^(from thumbnails\S* import [^#\n]+?)\s+#", SNAKEFILE.read_text(), re.M)
     assert any("thumbnails.plan" in line for line in imports), imports
-    code = "\n".join([*imports, "import sys",
-                      "print(sorted(m for m in ('numpy', 'PIL') if m in sys.modules))"])
+    code = "\n".join(
+        [*imports, "import sys", "print(sorted(m for m in ('numpy', 'PIL') if m in sys.modules))"]
+    )
     # started in the scripts folder, as Snakemake's scripts are: `python -c` imports from there
-    proc = subprocess.run([sys.executable, "-c", code], cwd=WORKFLOW / "scripts",
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=WORKFLOW / "scripts",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", f"planning imported {proc.stdout.strip()}"
 
@@ -346,13 +442,17 @@ def test_lint_is_clean(folders: Path) -> None:
     assert not (folders / "out").exists()  # linting plans but writes no preview
 
 
-@pytest.mark.parametrize("config, message", [
-    (["input=in", "output=in/previews"], "the output .* lies inside the input"),
-    (["input=in", "output=out", "batch_size=0"], "malformed at `batch_size`"),
-    (["input=in", "output=out", "ouput=elsewhere"], "'ouput' was unexpected"),
-])
-def test_bad_config_is_refused_before_anything_runs(folders: Path, config: list,
-                                                    message: str) -> None:
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (["input=in", "output=in/previews"], "the output .* lies inside the input"),
+        (["input=in", "output=out", "batch_size=0"], "malformed at `batch_size`"),
+        (["input=in", "output=out", "ouput=elsewhere"], "'ouput' was unexpected"),
+    ],
+)
+def test_bad_config_is_refused_before_anything_runs(
+    folders: Path, config: list, message: str
+) -> None:
     run = snakemake(folders, "--cores", "1", "--config", *config)
     assert run.returncode != 0
     assert "thumbnail job" in run.stderr

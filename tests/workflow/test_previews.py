@@ -86,9 +86,13 @@ def find_scalebars(g: np.ndarray) -> list[tuple[int, int, int]]:
         for c0, c1 in zip(edges[::2], edges[1::2], strict=True):
             if c1 - c0 < 3 or c0 == 0 or c1 >= g.shape[1]:
                 continue
-            if (white[r:r + 5, c0:c1].all() and not white[r - 1, c0:c1].all()
-                    and black[r + 5, c0:c1].all() and black[r:r + 5, c0 - 1].all()
-                    and black[r:r + 5, c1].all()):
+            if (
+                white[r : r + 5, c0:c1].all()
+                and not white[r - 1, c0:c1].all()
+                and black[r + 5, c0:c1].all()
+                and black[r : r + 5, c0 - 1].all()
+                and black[r : r + 5, c1].all()
+            ):
                 found.append((r, int(c0), int(c1 - c0)))
     return found
 
@@ -141,7 +145,8 @@ def test_previewable_by_extension_any_case():
 def test_companion_names_pair_ser_with_emi():
     assert formats.companion_names("a/x_1.ser") == ["a/x.emi"]
     assert formats.companion_names("MockDataFiles/tia/64x64x5_TEM_preview_1.ser") == [
-        "MockDataFiles/tia/64x64x5_TEM_preview.emi"]
+        "MockDataFiles/tia/64x64x5_TEM_preview.emi"
+    ]
     assert formats.companion_names("a/scan_2_12.SER") == ["a/scan_2.EMI"]
     assert formats.companion_names("a/x.ser") == []  # not a TIA series name
     assert formats.companion_names("a/x.dm3") == []
@@ -183,8 +188,10 @@ def test_virtual_adf_follows_the_sample():
     yy, xx = np.mgrid[0:q, 0:q]
     r = np.hypot(yy - 14, xx - 17)
     thickness = np.outer(np.linspace(0.2, 1, ny), np.linspace(1, 0.5, nx))
-    data = (1000 * (r < 4) * (1 - 0.4 * thickness)[..., None, None]
-            + 20 * thickness[..., None, None] * np.exp(-r / 8)).astype(np.float32)
+    data = (
+        1000 * (r < 4) * (1 - 0.4 * thickness)[..., None, None]
+        + 20 * thickness[..., None, None] * np.exp(-r / 8)
+    ).astype(np.float32)
     pattern, image, what = fourd_sums(data, 1)
     assert what == "virtual ADF"
     assert image.shape == (ny, nx)
@@ -218,7 +225,7 @@ def test_scalebar_in_calibrated_units(sample_dir: Path, name: str):
     bars = find_scalebars(g)
     assert len(bars) == 1, bars
     row, col, length = bars[0]
-    label = g[row - 20:row - 3, col:col + length]  # inside the black box, above the bar
+    label = g[row - 20 : row - 3, col : col + length]  # inside the black box, above the bar
     assert (label > 200).sum() > 10 and (label < 50).sum() > 10  # white text on black
     if p.kind == "image":  # the bar's share of the width is the length's share of the field
         axis = _x_axis(sample_dir / name)
@@ -352,8 +359,10 @@ def _write_4d(path: Path, ny: int = 24, nx: int = 32, q: int = 64) -> None:
     yy, xx = np.mgrid[0:q, 0:q]
     r = np.hypot(yy - q / 2, xx - q / 2)
     thickness = 0.5 + 0.5 * np.outer(np.sin(np.arange(ny) / 4), np.cos(np.arange(nx) / 6))
-    data = (1000 * (r < 6) * (1 - 0.5 * thickness)[..., None, None]
-            + 30 * thickness[..., None, None] * np.exp(-r / 15)).astype(np.float32)
+    data = (
+        1000 * (r < 6) * (1 - 0.5 * thickness)[..., None, None]
+        + 30 * thickness[..., None, None] * np.exp(-r / 15)
+    ).astype(np.float32)
     write_4d_emd(path, data)
 
 
@@ -379,10 +388,12 @@ def test_large_image_bounded_memory(tmp_path: Path, capsys: pytest.CaptureFixtur
     n = 8192
     source = np.lib.format.open_memmap(tmp_path / "src.npy", "w+", np.float32, (n, n))
     for r in range(0, n, 1024):  # written in bands so the test itself stays small
-        y, x = np.mgrid[r:r + 1024, 0:n].astype(np.float32)
-        source[r:r + 1024] = np.sin(x / 300) * np.cos(y / 500) * 1000
-    axes = [dict(name="y", size=n, scale=0.5, offset=0.0, units="nm", navigate=False),
-            dict(name="x", size=n, scale=0.5, offset=0.0, units="nm", navigate=False)]
+        y, x = np.mgrid[r : r + 1024, 0:n].astype(np.float32)
+        source[r : r + 1024] = np.sin(x / 300) * np.cos(y / 500) * 1000
+    axes = [
+        dict(name="y", size=n, scale=0.5, offset=0.0, units="nm", navigate=False),
+        dict(name="x", size=n, scale=0.5, offset=0.0, units="nm", navigate=False),
+    ]
     path = tmp_path / "large.tif"
     file_writer(str(path), {"data": source, "axes": axes, "metadata": {}, "original_metadata": {}})
     del source
@@ -399,15 +410,17 @@ def test_large_image_bounded_memory(tmp_path: Path, capsys: pytest.CaptureFixtur
     finally:
         tracemalloc.stop()
     with capsys.disabled():
-        print(f"\n8192x8192 float32 TIFF ({size / 2**20:.0f} MiB): {elapsed * 1000:.0f} ms, "
-              f"peak traced memory {peak / 2**20:.0f} MiB")
+        print(
+            f"\n8192x8192 float32 TIFF ({size / 2**20:.0f} MiB): {elapsed * 1000:.0f} ms, "
+            f"peak traced memory {peak / 2**20:.0f} MiB"
+        )
     assert p.ok, p.error
     assert p.kind == "image"
     assert peak < size / 2  # a copy of the image would be the whole file size
     assert p.scalebar == "1 µm"  # 8192 x 0.5 nm = 4.1 µm
     g = grey(p.png)
     assert g[HEADER:].std() > 20
-    (row, col, length), = find_scalebars(g)
+    ((row, col, length),) = find_scalebars(g)
     assert length == pytest.approx(1e-6 / (n * 0.5e-9) * image_width(g), abs=1.5)
 
 
@@ -437,8 +450,9 @@ def _broken(sample_dir: Path, tmp_path: Path, case: str) -> Path:
         "random_1.ser": lambda: tmp_path.joinpath("random_1.ser").write_bytes(rng.bytes(4096)),
         "text.tif": lambda: tmp_path.joinpath("text.tif").write_text("not an image\n" * 40),
         "notes.xyz": lambda: tmp_path.joinpath("notes.xyz").write_text("hello"),
-        "only.emi": lambda: shutil.copy(sample_dir / "tia/128x128-TEM_search.emi",
-                                        tmp_path / "only.emi"),
+        "only.emi": lambda: shutil.copy(
+            sample_dir / "tia/128x128-TEM_search.emi", tmp_path / "only.emi"
+        ),
     }
     made = makers[case]()
     return Path(made) if isinstance(made, str | Path) else tmp_path / case
@@ -492,7 +506,7 @@ def test_damaged_and_missing_files_never_raise(sample_dir: Path, tmp_path: Path)
     rng = np.random.default_rng(3)
     for start in (16, 2000, 40000, 300000, len(data) - 5000):  # tags, data, trailing tags
         damaged = bytearray(data)
-        damaged[start:start + 4096] = rng.bytes(4096)
+        damaged[start : start + 4096] = rng.bytes(4096)
         path = tmp_path / f"damaged_{start}.dm3"
         path.write_bytes(bytes(damaged))
         p = preview.make_preview(path)
@@ -515,8 +529,9 @@ def test_render_times(sample_dir: Path, capsys: pytest.CaptureFixture):
             p = preview.make_preview(sample_dir / name)
             times.append((time.perf_counter() - start) * 1000)
         assert p.ok
-        rows.append(f"  {name:34s} {p.kind:15s} {min(times):6.1f} ms (median "
-                    f"{sorted(times)[2]:.1f})")
+        rows.append(
+            f"  {name:34s} {p.kind:15s} {min(times):6.1f} ms (median {sorted(times)[2]:.1f})"
+        )
     with capsys.disabled():
         print("\npreview render times, per file:\n" + "\n".join(rows))
 
@@ -536,11 +551,19 @@ print(json.dumps(sorted(m for m in ("dask", "dask.array", "sparse", "numba") if 
 def test_files_read_whole_import_no_dask_sparse_or_numba(sample_dir: Path) -> None:
     """The DigitalMicrograph reader imports dask.array (and sparse, numba) for its lazy mode;
     small files are read whole, so a fresh batch process of them never pays for that import."""
-    files = [str(sample_dir / s) for s in ("dm3/multi_signal.dm3", "dm4/EELS_SI.dm4",
-                                           "sem/Zeiss_SEM_512pix.tif", "eds/example1.msa",
-                                           "tia/128x128-TEM_search_1.ser")]
-    proc = subprocess.run([sys.executable, "-c", EAGER_ONLY, *files], capture_output=True,
-                          text=True, timeout=300)
+    files = [
+        str(sample_dir / s)
+        for s in (
+            "dm3/multi_signal.dm3",
+            "dm4/EELS_SI.dm4",
+            "sem/Zeiss_SEM_512pix.tif",
+            "eds/example1.msa",
+            "tia/128x128-TEM_search_1.ser",
+        )
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", EAGER_ONLY, *files], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) == []
 
@@ -563,9 +586,16 @@ print(json.dumps({"same": lazily.ok and lazily.png == whole.png, "dask_before": 
 def test_a_lazy_dm_read_still_gets_the_real_memmap_distributed(sample_dir: Path) -> None:
     """Above LAZY_BYTES the same reader reads lazily: the stand-in hands over to rosettasciio's
     own function (dask and all), and the preview is the one the whole read made."""
-    proc = subprocess.run([sys.executable, "-c", WHOLE_THEN_LAZY,
-                           str(sample_dir / "dm4" / "EELS_SI.dm4")], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", WHOLE_THEN_LAZY, str(sample_dir / "dm4" / "EELS_SI.dm4")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) == {
-        "same": True, "dask_before": False, "dask_after": True, "real": True}
+        "same": True,
+        "dask_before": False,
+        "dask_after": True,
+        "real": True,
+    }

@@ -82,7 +82,7 @@ def _write_large_tiff(path: Path) -> None:
     image = tifffile.memmap(str(path), shape=(N_LARGE, N_LARGE), dtype=np.float32)
     x = np.sin(np.arange(N_LARGE, dtype=np.float32) / 300) * 1000
     for r in range(0, N_LARGE, 1024):
-        image[r:r + 1024] = np.outer(np.cos(np.arange(r, r + 1024, dtype=np.float32) / 500), x)
+        image[r : r + 1024] = np.outer(np.cos(np.arange(r, r + 1024, dtype=np.float32) / 500), x)
     image.flush()
     del image
 
@@ -128,8 +128,9 @@ def _seed_bad_and_odd(gcs, bucket: str, sample_dir: Path, tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-def test_bad_and_odd_files_in_one_run(emulator, gcs, storage_env, sample_dir: Path,
-                                      tmp_path: Path) -> None:
+def test_bad_and_odd_files_in_one_run(
+    emulator, gcs, storage_env, sample_dir: Path, tmp_path: Path
+) -> None:
     bucket = new_bucket(gcs, "bad")
     samples.seed(bucket, "raw/", gcs)
     _seed_bad_and_odd(gcs, bucket, sample_dir, tmp_path)
@@ -138,11 +139,16 @@ def test_bad_and_odd_files_in_one_run(emulator, gcs, storage_env, sample_dir: Pa
     out.blob(f"previews/{KEPT}.png").upload_from_string(b"my notes, not a preview")
     kept_before = objects(gcs, bucket, f"previews/{KEPT}.png")
 
-    config = ["--config", f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews",
-              "strict=True"]
+    config = [
+        "--config",
+        f"input=gs://{bucket}/raw",
+        f"output=gs://{bucket}/previews",
+        "strict=True",
+    ]
     uploads: list[str] = []  # every upload request the job makes, as the storage sees it
-    emulator.faults.add(lambda m, p: m == "POST" and "/upload/" in p and uploads.append(p),
-                        "status:500")  # never matches: it only records
+    emulator.faults.add(
+        lambda m, p: m == "POST" and "/upload/" in p and uploads.append(p), "status:500"
+    )  # never matches: it only records
     with sources_unchanged(gcs, bucket, "raw/"):
         run = snakemake(tmp_path, "--profile", str(LOCAL), *config, env=storage_env)
     failures = len(BAD)
@@ -153,8 +159,9 @@ def test_bad_and_odd_files_in_one_run(emulator, gcs, storage_env, sample_dir: Pa
     assert run.returncode != 0  # strict=True
     assert f"{failures} file(s) could not be previewed and strict is set" in run.stderr
     closing = summary(run.stderr)
-    assert closing.startswith(f"thumbnail job: done with {failures} failures "
-                              f"({done} of {total} previews made")
+    assert closing.startswith(
+        f"thumbnail job: done with {failures} failures ({done} of {total} previews made"
+    )
     assert "Traceback" not in run.stdout + run.stderr
 
     report, rows = report_of(gcs, bucket, "previews/")
@@ -194,8 +201,11 @@ def test_bad_and_odd_files_in_one_run(emulator, gcs, storage_env, sample_dir: Pa
     assert report["last_run"]["kept"] == [KEPT]
     assert "1 preview not written because another object already had its name" in closing
     # Files of other types are skipped: no row, no placeholder, but counted and named.
-    skipped = {"files": 3, "types": {".emi": 1, ".txt": 1, ".xyz": 1},
-               "examples": sorted(UNSUPPORTED)}
+    skipped = {
+        "files": 3,
+        "types": {".emi": 1, ".txt": 1, ".xyz": 1},
+        "examples": sorted(UNSUPPORTED),
+    }
     assert report["last_run"]["skipped"] == skipped
     note = "3 files skipped: not a type the job previews (.emi 1, .txt 1, .xyz 1)"
     assert note in closing and note in run.stderr.splitlines()[2]  # the plan line says it too
@@ -210,22 +220,34 @@ def test_bad_and_odd_files_in_one_run(emulator, gcs, storage_env, sample_dir: Pa
 
 # -- the same rules, in this process --------------------------------------------------------------
 def test_skipped_files_are_counted_by_type_and_companions_are_not_skipped() -> None:
-    names = ["a/x_1.ser", "a/x.emi", "b/only.emi", "notes/read me.txt", "c/y.dm3", "README",
-             "odd/scan.XYZ"]
+    names = [
+        "a/x_1.ser",
+        "a/x.emi",
+        "b/only.emi",
+        "notes/read me.txt",
+        "c/y.dm3",
+        "README",
+        "odd/scan.XYZ",
+    ]
     skipped = skipped_files(names, formats.is_previewable, formats.companion_names)
-    assert skipped == {"files": 4, "types": {".emi": 1, ".txt": 1, ".xyz": 1, "no extension": 1},
-                       "examples": ["README", "b/only.emi", "notes/read me.txt", "odd/scan.XYZ"]}
+    assert skipped == {
+        "files": 4,
+        "types": {".emi": 1, ".txt": 1, ".xyz": 1, "no extension": 1},
+        "examples": ["README", "b/only.emi", "notes/read me.txt", "odd/scan.XYZ"],
+    }
     line = summary_line({"files": 2, "failed": 0, "kept": ["c/y.dm3"], "skipped": skipped})
-    assert line == ("thumbnail job: all 2 done; 1 preview not written because another object "
-                    "already had its name (kept as it was, see the report); 4 files skipped: not "
-                    "a type the job previews (.emi 1, .txt 1, .xyz 1, no extension 1)")
+    assert line == (
+        "thumbnail job: all 2 done; 1 preview not written because another object "
+        "already had its name (kept as it was, see the report); 4 files skipped: not "
+        "a type the job previews (.emi 1, .txt 1, .xyz 1, no extension 1)"
+    )
     many = {"files": 9, "types": {f".x{i}": 1 for i in range(6)} | {".txt": 3}}
-    assert skipped_note(many).endswith("(.txt 3, .x0 1, .x1 1, .x2 1, .x3 1 and 2 more "
-                                       "types)")
+    assert skipped_note(many).endswith("(.txt 3, .x0 1, .x1 1, .x2 1, .x3 1 and 2 more types)")
 
 
-def test_local_output_keeps_a_foreign_file_and_knows_its_own(sample_dir: Path,
-                                                             tmp_path: Path) -> None:
+def test_local_output_keeps_a_foreign_file_and_knows_its_own(
+    sample_dir: Path, tmp_path: Path
+) -> None:
     """On disk as in a bucket: a file already at a preview's name is kept and reported; a
     preview the job made before (a rerun) is recognised by its bytes and not reported."""
     source, out = tmp_path / "in", tmp_path / "out"
@@ -236,8 +258,16 @@ def test_local_output_keeps_a_foreign_file_and_knows_its_own(sample_dir: Path,
     (out / "dm3" / "multi_signal.dm3.png").write_bytes(b"my own file")
     src = locations.parse_location(str(source), "input")
     dst = locations.parse_location(str(out), "output")
-    plan = make_plan(src, dst, ["dm3/multi_signal.dm3", "eds/example1.msa"], [], [],
-                     formats.is_previewable, formats.companion_names, batch_size=10)
+    plan = make_plan(
+        src,
+        dst,
+        ["dm3/multi_signal.dm3", "eds/example1.msa"],
+        [],
+        [],
+        formats.is_previewable,
+        formats.companion_names,
+        batch_size=10,
+    )
     (batch,) = plan.batches
     for _ in range(2):  # the second time every preview is already there
         results = render_batch.render_batch(plan.manifest(batch), progress=io.StringIO())

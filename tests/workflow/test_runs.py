@@ -41,8 +41,9 @@ def summary(stderr: str) -> str:
     return lines[-1] if lines else ""
 
 
-def test_bucket_to_bucket_with_bad_files_then_incremental(gcs, storage_env, sample_dir: Path,
-                                                          tmp_path: Path) -> None:
+def test_bucket_to_bucket_with_bad_files_then_incremental(
+    gcs, storage_env, sample_dir: Path, tmp_path: Path
+) -> None:
     bucket = f"wf-{uuid.uuid4().hex[:12]}"
     samples.seed(bucket, "raw/", gcs)
     raw = gcs.bucket(bucket)
@@ -91,14 +92,20 @@ def test_bucket_to_bucket_with_bad_files_then_incremental(gcs, storage_env, samp
     added = set(after) - set(outputs)
     (record,) = added - {"previews/dm3/added later.dm3.png"}
     assert len(added) == 2 and record.startswith("previews/report/batches/")
-    assert record.removeprefix("previews/report/batches/").removesuffix(".json") in report[
-        "records"]
-    assert {k: v for k, v in after.items() if k in outputs and not k.endswith(
-        ("report.csv", "report.json"))} == {k: v for k, v in outputs.items() if not k.endswith(
-            ("report.csv", "report.json"))}
+    assert (
+        record.removeprefix("previews/report/batches/").removesuffix(".json") in report["records"]
+    )
+    assert {
+        k: v
+        for k, v in after.items()
+        if k in outputs and not k.endswith(("report.csv", "report.json"))
+    } == {k: v for k, v in outputs.items() if not k.endswith(("report.csv", "report.json"))}
     assert len(rows_after) == len(rows) + 1 and rows_after["dm3/added later.dm3"]["ok"]
     assert report["last_run"]["files"] == 1 and report["summary"] == {
-        "files": len(rows) + 1, "ok": len(rows) - 1, "failed": 2}
+        "files": len(rows) + 1,
+        "ok": len(rows) - 1,
+        "failed": 2,
+    }
     assert len(raw.blob("previews/report.csv").download_as_text().splitlines()) == len(rows) + 2
     sources["raw/dm3/added later.dm3"] = state(gcs, bucket, "raw/")["raw/dm3/added later.dm3"]
     assert state(gcs, bucket, "raw/") == sources
@@ -107,16 +114,24 @@ def test_bucket_to_bucket_with_bad_files_then_incremental(gcs, storage_env, samp
 def test_local_folders_with_one_command(sample_dir: Path, tmp_path: Path) -> None:
     """The documented command on folders, no cloud: every sample gets its preview, once."""
     shutil.copytree(sample_dir, tmp_path / "in")
-    before = {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-              for p in (tmp_path / "in").rglob("*") if p.is_file()}
+    before = {
+        p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in (tmp_path / "in").rglob("*")
+        if p.is_file()
+    }
     env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
-    config = ["--config", f"input={tmp_path / 'in'}", f"output={tmp_path / 'previews'}",
-              "strict=True"]
+    config = [
+        "--config",
+        f"input={tmp_path / 'in'}",
+        f"output={tmp_path / 'previews'}",
+        "strict=True",
+    ]
     first = snakemake(tmp_path, "--profile", str(LOCAL), *config, env=env)
     assert first.returncode == 0
     assert summary(first.stderr).startswith(f"thumbnail job: all {len(PREVIEWABLE)} done")
-    made = sorted(str(p.relative_to(tmp_path / "previews")) for p in
-                  (tmp_path / "previews").rglob("*.png"))
+    made = sorted(
+        str(p.relative_to(tmp_path / "previews")) for p in (tmp_path / "previews").rglob("*.png")
+    )
     assert made == sorted(f"{name}.png" for name in PREVIEWABLE)
     assert not list((tmp_path / "previews").rglob("*.part"))  # no temp file left behind
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "previews").rglob("*")}
@@ -124,8 +139,11 @@ def test_local_folders_with_one_command(sample_dir: Path, tmp_path: Path) -> Non
     second = snakemake(tmp_path, "--profile", str(LOCAL), *config, env=env)
     assert second.returncode == 0 and NOTHING in second.stderr
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "previews").rglob("*")} == mtimes
-    assert {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in (tmp_path / "in").rglob("*") if p.is_file()} == before
+    assert {
+        p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in (tmp_path / "in").rglob("*")
+        if p.is_file()
+    } == before
 
     (tmp_path / "in" / "broken.dm3").write_bytes(b"\0" * 100)
     strict = snakemake(tmp_path, "--profile", str(LOCAL), *config, env=env)
@@ -139,8 +157,9 @@ def test_local_folders_with_one_command(sample_dir: Path, tmp_path: Path) -> Non
 
 def test_googlebatch_profile_flags_exist(batch_python: str) -> None:
     profile = yaml.safe_load((GOOGLEBATCH / "config.yaml").read_text())
-    usage = subprocess.run([batch_python, "-m", "snakemake", "--help"], capture_output=True,
-                           text=True, timeout=120).stdout
+    usage = subprocess.run(
+        [batch_python, "-m", "snakemake", "--help"], capture_output=True, text=True, timeout=120
+    ).stdout
     flags = set(re.findall(r"--[a-z][a-z0-9-]+", usage))
     assert {f"--{key}" for key in profile} <= flags, {f"--{k}" for k in profile} - flags
     assert profile["executor"] == "googlebatch" and profile["default-storage-provider"] == "gcs"
@@ -167,23 +186,50 @@ def checkout(tmp_path: Path) -> Path:
 
 
 def test_googlebatch_dry_run_and_submission_stops_at_credentials(
-        batch_python: str, gcs, cloud_env: dict, checkout: Path) -> None:
+    batch_python: str, gcs, cloud_env: dict, checkout: Path
+) -> None:
     bucket = f"wf-{uuid.uuid4().hex[:12]}"
     samples.seed(bucket, "raw/", gcs)
-    args = ["-s", "workflow/Snakefile", "--profile", "workflow/profiles/googlebatch",
-            "--googlebatch-project", "mnb-offline-check", "--storage-gcs-project",
-            "mnb-offline-check", "--default-storage-prefix", f"gs://{bucket}/snakemake-work",
-            "--config", f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews"]
-    dry = subprocess.run([batch_python, "-m", "snakemake", *args, "-n"], cwd=checkout,
-                         env=cloud_env, capture_output=True, text=True, timeout=300)
+    args = [
+        "-s",
+        "workflow/Snakefile",
+        "--profile",
+        "workflow/profiles/googlebatch",
+        "--googlebatch-project",
+        "mnb-offline-check",
+        "--storage-gcs-project",
+        "mnb-offline-check",
+        "--default-storage-prefix",
+        f"gs://{bucket}/snakemake-work",
+        "--config",
+        f"input=gs://{bucket}/raw",
+        f"output=gs://{bucket}/previews",
+    ]
+    dry = subprocess.run(
+        [batch_python, "-m", "snakemake", *args, "-n"],
+        cwd=checkout,
+        env=cloud_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     print(dry.stdout, dry.stderr)
     assert dry.returncode == 0
     assert f"{len(PREVIEWABLE)} new in 1 batch(es)" in dry.stdout  # a dry run logs to stdout
-    assert re.search(r"rule render:\n\s+input: gs://\S+/snakemake-work/results/thumbnail-job/"
-                     r"manifests/[0-9a-f]{16}\.json \(retrieve from storage\)", dry.stdout)
+    assert re.search(
+        r"rule render:\n\s+input: gs://\S+/snakemake-work/results/thumbnail-job/"
+        r"manifests/[0-9a-f]{16}\.json \(retrieve from storage\)",
+        dry.stdout,
+    )
 
-    real = subprocess.run([batch_python, "-m", "snakemake", *args], cwd=checkout,
-                          env=cloud_env, capture_output=True, text=True, timeout=300)
+    real = subprocess.run(
+        [batch_python, "-m", "snakemake", *args],
+        cwd=checkout,
+        env=cloud_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     print(real.stdout, real.stderr)
     assert real.returncode != 0
     assert "Unable to connect to Google Batch" in real.stderr  # the first thing that needs a login
@@ -191,14 +237,34 @@ def test_googlebatch_dry_run_and_submission_stops_at_credentials(
     assert [b.name for b in gcs.list_blobs(bucket, prefix="previews/")] == []
 
 
-def test_cloud_path_refuses_local_folders(batch_python: str, cloud_env: dict,
-                                          checkout: Path) -> None:
+def test_cloud_path_refuses_local_folders(
+    batch_python: str, cloud_env: dict, checkout: Path
+) -> None:
     (checkout / "in").mkdir()
-    run = subprocess.run([batch_python, "-m", "snakemake", "-s", "workflow/Snakefile",
-                          "--profile", "workflow/profiles/googlebatch", "--googlebatch-project",
-                          "mnb-offline-check", "--storage-gcs-project", "mnb-offline-check",
-                          "-n", "--config", "input=in", "output=gs://somewhere/previews"],
-                         cwd=checkout, env=cloud_env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            batch_python,
+            "-m",
+            "snakemake",
+            "-s",
+            "workflow/Snakefile",
+            "--profile",
+            "workflow/profiles/googlebatch",
+            "--googlebatch-project",
+            "mnb-offline-check",
+            "--storage-gcs-project",
+            "mnb-offline-check",
+            "-n",
+            "--config",
+            "input=in",
+            "output=gs://somewhere/previews",
+        ],
+        cwd=checkout,
+        env=cloud_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode != 0
     assert "cannot run on cloud machines with a local folder" in run.stdout + run.stderr
     assert not (checkout / "results").exists()  # refused before planning

@@ -55,8 +55,9 @@ def fetch(source: Location, item: dict, scratch: Path) -> tuple[Path | None, lis
     return path, missing
 
 
-def render(renderer, source: Location, target: Location, name: str,
-           path: Path | None, missing: list[str]) -> tuple[dict, bytes | None]:
+def render(
+    renderer, source: Location, target: Location, name: str, path: Path | None, missing: list[str]
+) -> tuple[dict, bytes | None]:
     """The report row of one file, and the PNG to write (None: nothing to write).
     Never raises for a bad file."""
     if path is None:
@@ -64,8 +65,14 @@ def render(renderer, source: Location, target: Location, name: str,
     try:
         preview = renderer.make_preview(path, name)
     except Exception as exc:  # noqa: BLE001 - a renderer bug must not cost the other files
-        return report.row(source, target, name, ok=False, preview=False,
-                          error=f"the renderer failed: {type(exc).__name__}: {exc}"), None
+        return report.row(
+            source,
+            target,
+            name,
+            ok=False,
+            preview=False,
+            error=f"the renderer failed: {type(exc).__name__}: {exc}",
+        ), None
     error, shown = preview.error, preview.shown
     if missing:  # e.g. a .ser without its .emi: readable, but without calibration
         note = f"missing companion file: {', '.join(missing)}"
@@ -73,8 +80,17 @@ def render(renderer, source: Location, target: Location, name: str,
             shown = f"{shown} ({note})"
         else:
             error = f"{error} ({note})"
-    row = report.row(source, target, name, ok=preview.ok, kind=preview.kind, title=preview.title,
-                     signals=preview.signals, shown=shown, error=error)
+    row = report.row(
+        source,
+        target,
+        name,
+        ok=preview.ok,
+        kind=preview.kind,
+        title=preview.title,
+        signals=preview.signals,
+        shown=shown,
+        error=error,
+    )
     return row, preview.png
 
 
@@ -83,8 +99,9 @@ def write(target: Location, name: str, png: bytes, batch: str) -> bool:
     bytes as this job's own (a retry whose first answer was lost, a rerun after a killed batch).
     False when another object held its name: that object is kept as it is, never overwritten."""
     preview = preview_name(name)
-    return (store.create(target, preview, png, "image/png", batch=batch)
-            or store.matches(target, preview, png, batch=batch))
+    return store.create(target, preview, png, "image/png", batch=batch) or store.matches(
+        target, preview, png, batch=batch
+    )
 
 
 def note_kept(row: dict) -> None:
@@ -104,8 +121,7 @@ def peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def render_one(renderer, source: Location, target: Location, item: dict,
-               scratch: Path) -> dict:
+def render_one(renderer, source: Location, target: Location, item: dict, scratch: Path) -> dict:
     """Fetch, preview and write one file, all in this thread; returns its report row."""
     try:
         row, png = render(renderer, source, target, item["name"], *fetch(source, item, scratch))
@@ -136,8 +152,10 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
     kept: list[str] = []  # files whose preview's name was taken by another object
     failed = 0
     last = imported
-    with tempfile.TemporaryDirectory(prefix="thumbnail-batch-") as tmp, \
-            ThreadPoolExecutor(IO_THREADS, thread_name_prefix="storage") as pool:
+    with (
+        tempfile.TemporaryDirectory(prefix="thumbnail-batch-") as tmp,
+        ThreadPoolExecutor(IO_THREADS, thread_name_prefix="storage") as pool,
+    ):
         fetches: dict[int, Future] = {}
         uploads: deque[tuple[dict, Future]] = deque()
         failure: list[BaseException] = []  # the first storage error stops the batch
@@ -164,27 +182,35 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
         try:
             for i, item in enumerate(files):
                 while queued < min(i + AHEAD, len(files)):
-                    fetches[queued] = pool.submit(storage, fetch, source, files[queued],
-                                                  Path(tmp) / str(queued))
+                    fetches[queued] = pool.submit(
+                        storage, fetch, source, files[queued], Path(tmp) / str(queued)
+                    )
                     queued += 1
                 t = time.perf_counter()
                 row, png = render(preview, source, target, item["name"], *fetches.pop(i).result())
                 shutil.rmtree(Path(tmp) / str(i), ignore_errors=True)
                 if png is not None:
-                    uploads.append((row, pool.submit(storage, write, target, item["name"],
-                                                     png, batch)))
+                    uploads.append(
+                        (row, pool.submit(storage, write, target, item["name"], png, batch))
+                    )
                 while len(uploads) > 2 * IO_THREADS:
                     finish_upload()
                 rows.append(row)
                 failed += not row["ok"]
                 now = time.perf_counter()
                 state = "ok" if row["ok"] else f"FAILED: {row['error']}"
-                say(f"  {i + 1}/{len(files)} {row['name']}: {row['kind'] or '-'}, "
-                    f"{1000 * (now - t):.0f} ms, {state}", log)
+                say(
+                    f"  {i + 1}/{len(files)} {row['name']}: {row['kind'] or '-'}, "
+                    f"{1000 * (now - t):.0f} ms, {state}",
+                    log,
+                )
                 if now - last >= PROGRESS_SECONDS or i + 1 == len(files):
                     rate = (i + 1) / (now - imported) if now > imported else 0.0
-                    say(f"batch {batch}: {i + 1}/{len(files)} files, {failed} failed, "
-                        f"{rate:.1f} files/s", progress)
+                    say(
+                        f"batch {batch}: {i + 1}/{len(files)} files, {failed} failed, "
+                        f"{rate:.1f} files/s",
+                        progress,
+                    )
                     last = now
             while uploads:
                 finish_upload()
@@ -195,15 +221,26 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
             raise
     seconds = time.perf_counter() - start
     peak = peak_memory_mib()
-    say(f"batch {batch}: {len(rows)} files in {seconds:.1f} s, {failed} failed, "
-        f"{len(kept)} existing preview(s) kept, peak memory {peak:.0f} MiB", log)
-    results = {"batch": batch, "input": source.url, "output": target.url, "rows": rows,
-               "files": len(rows), "failed": failed, "kept": kept, "seconds": round(seconds, 3),
-               "import_seconds": round(imported - start, 3), "peak_memory_mib": round(peak)}
+    say(
+        f"batch {batch}: {len(rows)} files in {seconds:.1f} s, {failed} failed, "
+        f"{len(kept)} existing preview(s) kept, peak memory {peak:.0f} MiB",
+        log,
+    )
+    results = {
+        "batch": batch,
+        "input": source.url,
+        "output": target.url,
+        "rows": rows,
+        "files": len(rows),
+        "failed": failed,
+        "kept": kept,
+        "seconds": round(seconds, 3),
+        "import_seconds": round(imported - start, 3),
+        "peak_memory_mib": round(peak),
+    }
     # The batch's record, once all its previews are in place: from now on its files count as
     # reported, even if this run is killed before its report step (see thumbnails.report).
-    store.create(target, report.record_name(batch), report.report_json(results),
-                 "application/json")
+    store.create(target, report.record_name(batch), report.report_json(results), "application/json")
     return results
 
 

@@ -15,8 +15,12 @@ def write_manifests(plan: dict, manifests: list[str]) -> None:
     if set(by_batch) != set(plan["batches"]):
         raise ValueError("the manifests asked for do not match the batches of the plan")
     for batch, files in plan["batches"].items():
-        manifest = {"batch": batch, "input": plan["input"], "output": plan["output"],
-                    "files": files}
+        manifest = {
+            "batch": batch,
+            "input": plan["input"],
+            "output": plan["output"],
+            "files": files,
+        }
         by_batch[batch].parent.mkdir(parents=True, exist_ok=True)
         by_batch[batch].write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
 

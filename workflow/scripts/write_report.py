@@ -26,8 +26,9 @@ def load_batches(paths: list[str]) -> tuple[list[dict], dict]:
         batch = json.loads(Path(path).read_text())
         rows.extend(batch["rows"])
         figures["render_seconds"] += batch.get("seconds", 0.0)
-        figures["peak_memory_mib"] = max(figures["peak_memory_mib"],
-                                         batch.get("peak_memory_mib", 0))
+        figures["peak_memory_mib"] = max(
+            figures["peak_memory_mib"], batch.get("peak_memory_mib", 0)
+        )
         figures["kept"] += batch.get("kept", [])
     figures["render_seconds"] = round(figures["render_seconds"], 3)
     figures["kept"].sort()
@@ -37,9 +38,14 @@ def load_batches(paths: list[str]) -> tuple[list[dict], dict]:
 def recorded_batches(target: Location) -> list[str]:
     """The batches whose record is in the output: one listing of the records' folder."""
     folder = target.under(report.RECORDS)
-    return sorted(b for b in (report.batch_of_record(f"{report.RECORDS}/{name}")
-                              for name in store.list_names(folder, missing_ok=True))
-                  if b is not None)
+    return sorted(
+        b
+        for b in (
+            report.batch_of_record(f"{report.RECORDS}/{name}")
+            for name in store.list_names(folder, missing_ok=True)
+        )
+        if b is not None
+    )
 
 
 def merge_into_report(source: Location, target: Location, run: dict) -> dict:
@@ -52,15 +58,23 @@ def merge_into_report(source: Location, target: Location, run: dict) -> dict:
         records = [json.loads(store.read(target, report.record_name(b))[0]) for b in pending]
         rows = [r for record in records for r in record["rows"]]
         if rows:
-            store.append(target, report.REPORT_CSV, report.csv_rows(rows), report.csv_header(),
-                         "text/csv; charset=utf-8")
+            store.append(
+                target,
+                report.REPORT_CSV,
+                report.csv_rows(rows),
+                report.csv_header(),
+                "text/csv; charset=utf-8",
+            )
         updated = datetime.now(UTC).isoformat(timespec="seconds")
         summary = report.next_summary(previous, source, target, records, run, updated)
-        if store.replace(target, report.REPORT_JSON, report.report_json(summary),
-                         "application/json", generation):
+        if store.replace(
+            target, report.REPORT_JSON, report.report_json(summary), "application/json", generation
+        ):
             return summary
-    raise RuntimeError(f"{target.child(report.REPORT_JSON)} kept changing while this run "
-                       f"added its rows; run the job again to count them")
+    raise RuntimeError(
+        f"{target.child(report.REPORT_JSON)} kept changing while this run "
+        f"added its rows; run the job again to count them"
+    )
 
 
 def main(smk) -> None:
@@ -68,16 +82,23 @@ def main(smk) -> None:
     target = parse_location(smk.params.output, "output")
     new, figures = load_batches(list(smk.input.batches))
     plan = json.loads(Path(smk.input.plan).read_text())
-    run = {"plan": smk.wildcards.plan, **report.summarize(new), **figures,
-           "failures": [{"name": r["name"], "error": r["error"]} for r in new if not r["ok"]],
-           "skipped": plan.get("skipped", {})}
+    run = {
+        "plan": smk.wildcards.plan,
+        **report.summarize(new),
+        **figures,
+        "failures": [{"name": r["name"], "error": r["error"]} for r in new if not r["ok"]],
+        "skipped": plan.get("skipped", {}),
+    }
     try:
         summary = merge_into_report(source, target, run)
     except store.StoreError as exc:  # the message says what to do; a traceback would not
         raise SystemExit(f"the report was not written: {exc}") from None
     with open(smk.log[0], "w") as log:
-        print(f"report: {target.child(report.REPORT_CSV)} ({summary['summary']['files']} "
-              f"rows in total), summary {target.child(report.REPORT_JSON)}", file=log)
+        print(
+            f"report: {target.child(report.REPORT_CSV)} ({summary['summary']['files']} "
+            f"rows in total), summary {target.child(report.REPORT_JSON)}",
+            file=log,
+        )
         print(report.summary_line(run), file=log)
     Path(smk.output.run).write_text(json.dumps(run, indent=1, ensure_ascii=False) + "\n")
 

@@ -14,15 +14,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=200, help="N, the larger run's file count")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     parser.add_argument("--scale", type=int, default=0, help="archive-scale mode with N objects")
-    parser.add_argument("--archive", type=int, default=0,
-                        help="fixed costs on an archive of N objects, nearly all done")
-    parser.add_argument("--latency-archive", type=int, default=10_000,
-                        help="with --archive: the archive size for the one-new-file latency")
+    parser.add_argument(
+        "--archive",
+        type=int,
+        default=0,
+        help="fixed costs on an archive of N objects, nearly all done",
+    )
+    parser.add_argument(
+        "--latency-archive",
+        type=int,
+        default=10_000,
+        help="with --archive: the archive size for the one-new-file latency",
+    )
     parser.add_argument("--no-book", action="store_true", help="skip timing the book build")
     parser.add_argument("--book-only", action="store_true", help="time only the book build")
-    parser.add_argument("--original-through-storage", action="store_true",
-                        help="the original reads and writes through the gcs storage plugin, as "
-                             "it did (slow: quadratic in N); default: its inputs staged on disk")
+    parser.add_argument(
+        "--original-through-storage",
+        action="store_true",
+        help="the original reads and writes through the gcs storage plugin, as "
+        "it did (slow: quadratic in N); default: its inputs staged on disk",
+    )
     parser.add_argument("--out", type=Path, default=ARTIFACTS / "bench" / "results.json")
     args = parser.parse_args(argv)
     if args.scale:

@@ -78,8 +78,10 @@ def seed_input(n: int) -> list[str]:
     client.create_bucket(BUCKET)
     client.create_bucket(OUT_BUCKET)
     names = _names(n)
-    _put_all(client.bucket(BUCKET), [(f"in/{name}", TINY, "application/octet-stream", None)
-                                     for name in names])
+    _put_all(
+        client.bucket(BUCKET),
+        [(f"in/{name}", TINY, "application/octet-stream", None) for name in names],
+    )
     return names
 
 
@@ -98,22 +100,60 @@ def seed_done(names: list[str]) -> dict:
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24  # a preview's size does not matter to planning
     records = []
     for start in range(0, len(names), BATCH):
-        chunk = names[start:start + BATCH]
+        chunk = names[start : start + BATCH]
         batch = hashlib.sha256("\n".join(chunk).encode()).hexdigest()[:16]
-        rows = [report.row(source, target, name, ok=True, kind="image", title=Path(name).stem,
-                           signals=1, shown="image (1024 x 1024)") for name in chunk]
-        records.append({"batch": batch, "rows": rows, "files": len(rows), "failed": 0,
-                        "kept": [], "seconds": 1.0, "peak_memory_mib": 150})
+        rows = [
+            report.row(
+                source,
+                target,
+                name,
+                ok=True,
+                kind="image",
+                title=Path(name).stem,
+                signals=1,
+                shown="image (1024 x 1024)",
+            )
+            for name in chunk
+        ]
+        records.append(
+            {
+                "batch": batch,
+                "rows": rows,
+                "files": len(rows),
+                "failed": 0,
+                "kept": [],
+                "seconds": 1.0,
+                "peak_memory_mib": 150,
+            }
+        )
 
-    jobs = [(f"previews/{preview_name(r['name'])}", png, "image/png",
-             {store.BATCH_KEY: rec["batch"]}) for rec in records for r in rec["rows"]]
-    jobs += [(f"previews/{report.record_name(rec['batch'])}", report.report_json(rec),
-              "application/json", None) for rec in records]
+    jobs = [
+        (f"previews/{preview_name(r['name'])}", png, "image/png", {store.BATCH_KEY: rec["batch"]})
+        for rec in records
+        for r in rec["rows"]
+    ]
+    jobs += [
+        (
+            f"previews/{report.record_name(rec['batch'])}",
+            report.report_json(rec),
+            "application/json",
+            None,
+        )
+        for rec in records
+    ]
     rows = [r for rec in records for r in rec["rows"]]
-    summary = report.next_summary(report.parse_summary(None), source, target, records,
-                                  {"plan": "seeded"}, "2026-01-01T00:00:00+00:00")
-    jobs += [("previews/report.csv", report.report_csv(rows), "text/csv; charset=utf-8", None),
-             ("previews/report.json", report.report_json(summary), "application/json", None)]
+    summary = report.next_summary(
+        report.parse_summary(None),
+        source,
+        target,
+        records,
+        {"plan": "seeded"},
+        "2026-01-01T00:00:00+00:00",
+    )
+    jobs += [
+        ("previews/report.csv", report.report_csv(rows), "text/csv; charset=utf-8", None),
+        ("previews/report.json", report.report_json(summary), "application/json", None),
+    ]
     _put_all(out, jobs)
     return {"objects": len(jobs)}
 
@@ -135,8 +175,12 @@ def report_sizes() -> dict[str, int]:
     """Bytes of each report object under the output, by name."""
     from google.cloud import storage
 
-    return {b.name: int(b.size) for b in storage.Client().list_blobs(
-        OUT_BUCKET, prefix="previews/report", fields="items(name,size),nextPageToken")}
+    return {
+        b.name: int(b.size)
+        for b in storage.Client().list_blobs(
+            OUT_BUCKET, prefix="previews/report", fields="items(name,size),nextPageToken"
+        )
+    }
 
 
 def _job(env: dict[str, str], work: Path, *extra: str) -> list[str]:
@@ -152,8 +196,9 @@ def latency(env: dict[str, str], work: Path) -> float:
     bucket = storage.Client().bucket(OUT_BUCKET)
     seen: list[float] = []
     start = time.perf_counter()
-    proc = subprocess.Popen(_job(env, work), env=env, cwd=work, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _job(env, work), env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
     def watch() -> None:
         while proc.poll() is None and not seen:
@@ -184,8 +229,10 @@ def _archive(n: int, tmp: Path) -> tuple[Emulator, dict[str, str], dict]:
         seed_input(n)
         seeded = seed_done(_names(n))
     seeded["seconds"] = round(time.perf_counter() - t, 1)
-    print(f"  seeded: {n} objects and {seeded['objects']} in the output, in {seeded['seconds']} s",
-          flush=True)
+    print(
+        f"  seeded: {n} objects and {seeded['objects']} in the output, in {seeded['seconds']} s",
+        flush=True,
+    )
     return emu, env, seeded
 
 
@@ -223,21 +270,44 @@ def main(args) -> int:
         finally:
             emu.stop()
     result = {
-        "mode": "archive", "objects": n, "machine": machine(),
-        "plan_s": plan["wall"], "nothing_new_s": nothing["wall"],
-        "one_percent_new_s": some["wall"], "one_percent_new_files": new,
+        "mode": "archive",
+        "objects": n,
+        "machine": machine(),
+        "plan_s": plan["wall"],
+        "nothing_new_s": nothing["wall"],
+        "one_percent_new_s": some["wall"],
+        "one_percent_new_files": new,
         "peak_rss_mib": max(r["rss_mib"] for r in (plan, nothing, some)),
-        "report_bytes_written_one_percent": written, "report_csv_bytes": after[csv_name],
+        "report_bytes_written_one_percent": written,
+        "report_csv_bytes": after[csv_name],
         "report_written_fraction": written / after[csv_name],
-        "latency_archive": m, "latency_one_new_file_s": one_new,
+        "latency_archive": m,
+        "latency_one_new_file_s": one_new,
         "seeding_s": seeded["seconds"],
     }
-    rows = [("N", "plan s", "nothing new s", "1% new s", "peak RSS MiB", "report written",
-             f"1 new in {m}: preview after")]
-    rows.append((str(n), f"{plan['wall']:.1f}", f"{nothing['wall']:.1f}", f"{some['wall']:.1f}",
-                 f"{result['peak_rss_mib']:.0f}",
-                 f"{written / 1024:.0f} KiB of {after[csv_name] / 2**20:.1f} MiB "
-                 f"({100 * result['report_written_fraction']:.2f}%)", f"{one_new:.1f} s"))
+    rows = [
+        (
+            "N",
+            "plan s",
+            "nothing new s",
+            "1% new s",
+            "peak RSS MiB",
+            "report written",
+            f"1 new in {m}: preview after",
+        )
+    ]
+    rows.append(
+        (
+            str(n),
+            f"{plan['wall']:.1f}",
+            f"{nothing['wall']:.1f}",
+            f"{some['wall']:.1f}",
+            f"{result['peak_rss_mib']:.0f}",
+            f"{written / 1024:.0f} KiB of {after[csv_name] / 2**20:.1f} MiB "
+            f"({100 * result['report_written_fraction']:.2f}%)",
+            f"{one_new:.1f} s",
+        )
+    )
     print()
     print(table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,9 @@ def seed_folder(root: Path, n: int) -> tuple[list[str], dict[str, list[str]]]:
         dest = root / BUCKET / "in" / name
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
-            os.link(src / relative, dest) if _same_fs(src, root) else shutil.copy(src / relative,
-                                                                                  dest)
+            os.link(src / relative, dest) if _same_fs(src, root) else shutil.copy(
+                src / relative, dest
+            )
     (root / OUT_BUCKET).mkdir(exist_ok=True)
     return names, companions
 
@@ -69,19 +70,38 @@ def machine() -> dict:
     site = Path(sysconfig.get_paths()["purelib"])
     snakemake_init = site / "snakemake" / "__init__.py"
     compiled = any((snakemake_init.parent / "__pycache__").glob("__init__.*.pyc"))
-    return {"date": datetime.date.today().isoformat(), "cores": os.cpu_count(),
-            "memory_mib": memory, "platform": platform.platform(terse=True),
-            "python": platform.python_version(),
-            "snakemake": importlib.metadata.version("snakemake"),
-            "bytecode_compiled": compiled}
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cores": os.cpu_count(),
+        "memory_mib": memory,
+        "platform": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "snakemake": importlib.metadata.version("snakemake"),
+        "bytecode_compiled": compiled,
+    }
 
 
 def job_command(work: Path, output: str, *extra: str) -> list[str]:
     """The thumbnail job as users run it locally, on the benchmark's input, two cores."""
-    return [sys.executable, "-m", "snakemake", "-s", str(WORKFLOW / "Snakefile"),
-            "--profile", str(WORKFLOW / "profiles" / "local"), "--cores", "2",
-            "--quiet", "all", "--directory", str(work),
-            "--config", f"input=gs://{BUCKET}/in", f"output={output}", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(WORKFLOW / "Snakefile"),
+        "--profile",
+        str(WORKFLOW / "profiles" / "local"),
+        "--cores",
+        "2",
+        "--quiet",
+        "all",
+        "--directory",
+        str(work),
+        "--config",
+        f"input=gs://{BUCKET}/in",
+        f"output={output}",
+        *extra,
+    ]
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -96,8 +116,9 @@ def measured(cmd: list[str], env: dict[str, str], cwd: Path) -> dict:
         "sys.stderr.write(p.stderr.decode(errors='replace')[-4000:] if p.returncode else '');"
         "print(json.dumps({'wall': w, 'rss_mib': r / 1024, 'rc': p.returncode}))"
     )
-    proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], env=env, cwd=cwd,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper, *cmd], env=env, cwd=cwd, capture_output=True, text=True
+    )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if result["rc"] != 0:
         raise RuntimeError(f"{' '.join(cmd[:6])} ... failed:\n{proc.stderr}")

@@ -56,34 +56,60 @@ def run_original(names, companions, env, work: Path, staged: Path | None) -> dic
     """
     run = f"original-{uuid.uuid4().hex[:8]}"
     config = work / f"{run}.json"
-    config.write_text(json.dumps({
-        "run": run, "files": names,
-        "companions": {n: [f"in/{c}" for c in cs] for n, cs in companions.items() if cs},
-    }))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "bench" / "original" / "Snakefile"),
-           "--configfile", str(config), "--cores", "2", "--quiet", "all",
-           "--directory", str(work / run)]
+    config.write_text(
+        json.dumps(
+            {
+                "run": run,
+                "files": names,
+                "companions": {n: [f"in/{c}" for c in cs] for n, cs in companions.items() if cs},
+            }
+        )
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "bench" / "original" / "Snakefile"),
+        "--configfile",
+        str(config),
+        "--cores",
+        "2",
+        "--quiet",
+        "all",
+        "--directory",
+        str(work / run),
+    ]
     (work / run).mkdir()
     if staged is not None:
         (work / run / "in").symlink_to(staged)
     else:
-        cmd += ["--default-storage-provider", "gcs",
-                "--default-storage-prefix", f"gs://{BUCKET}",  # the old --default-remote-prefix
-                "--storage-gcs-project", env["GOOGLE_CLOUD_PROJECT"]]
+        cmd += [
+            "--default-storage-provider",
+            "gcs",
+            "--default-storage-prefix",
+            f"gs://{BUCKET}",  # the old --default-remote-prefix
+            "--storage-gcs-project",
+            env["GOOGLE_CLOUD_PROJECT"],
+        ]
     return measured(cmd, env, work)
 
 
 def run_ours(n: int, env, work: Path) -> dict:
     run = f"ours-{uuid.uuid4().hex[:8]}"
     (work / run).mkdir()
-    return measured(job_command(work / run, f"gs://{OUT_BUCKET}/{run}", f"max_files={n}"), env,
-                    work)
+    return measured(
+        job_command(work / run, f"gs://{OUT_BUCKET}/{run}", f"max_files={n}"), env, work
+    )
 
 
 def run_render(paths: list[Path]) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "microscopy_notebook.bench.floor",
-                           *map(str, paths)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "microscopy_notebook.bench.floor", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -105,8 +131,11 @@ def book_times() -> dict:
         env = emu.apply()
         env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
         # Every tracked file, as a fresh clone has them: pages include files from all over.
-        tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
-                                 check=True).stdout.decode().split("\0")
+        tracked = (
+            subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+            .stdout.decode()
+            .split("\0")
+        )
         for name in filter(None, tracked):
             dest = Path(tmp) / name
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -115,8 +144,7 @@ def book_times() -> dict:
 
         def build() -> float:
             t = time.perf_counter()
-            proc = subprocess.run(book.build_command(copy), env=env, capture_output=True,
-                                  text=True)
+            proc = subprocess.run(book.build_command(copy), env=env, capture_output=True, text=True)
             if proc.returncode:
                 raise RuntimeError(f"the book did not build:\n{proc.stdout[-3000:]}")
             return time.perf_counter() - t
@@ -124,15 +152,24 @@ def book_times() -> dict:
         cold = build()
         unchanged = build()
         notebook = copy / "notebooks" / "cloud-storage.md"
-        notebook.write_text(notebook.read_text().replace('print("project:", client.project)',
-                                                         'print("project: ", client.project)'))
+        notebook.write_text(
+            notebook.read_text().replace(
+                'print("project:", client.project)', 'print("project: ", client.project)'
+            )
+        )
         one_edited = build()
     return {"cold_s": cold, "no_change_s": unchanged, "one_notebook_edited_s": one_edited}
 
 
 def summarize(results, render, books, n_small, n_large, rounds) -> dict:
-    report: dict = {"mode": "compare", "machine": machine(), "files": n_large,
-                    "small_files": n_small, "rounds": rounds, "variants": {}}
+    report: dict = {
+        "mode": "compare",
+        "machine": machine(),
+        "files": n_large,
+        "small_files": n_small,
+        "rounds": rounds,
+        "variants": {},
+    }
     for variant, by_n in results.items():
         wall = {n: statistics.median(r["wall"] for r in runs) for n, runs in by_n.items()}
         rss = max(r["rss_mib"] for runs in by_n.values() for r in runs)
@@ -150,8 +187,11 @@ def summarize(results, render, books, n_small, n_large, rounds) -> dict:
     o, u = report["variants"]["original"], report["variants"]["ours"]
     report["ratios"] = {
         # At a tiny N the slope drowns in noise and can come out <= 0: no ratio then.
-        "marginal_original_over_ours": (o["marginal_s_per_file"] / u["marginal_s_per_file"]
-                                        if u["marginal_s_per_file"] > 0 else None),
+        "marginal_original_over_ours": (
+            o["marginal_s_per_file"] / u["marginal_s_per_file"]
+            if u["marginal_s_per_file"] > 0
+            else None
+        ),
         "throughput_ours_over_original": u["files_per_s"] / o["files_per_s"],
         "render_ours_over_floor": ours_render / floor,
     }
@@ -162,45 +202,66 @@ def summarize(results, render, books, n_small, n_large, rounds) -> dict:
 
 def print_report(report: dict) -> None:
     v = report["variants"]
-    rows = [("variant", "wall N", "wall N/4", "files/s", "marginal s/file", "peak RSS MiB",
-             "render s/file")]
+    rows = [
+        (
+            "variant",
+            "wall N",
+            "wall N/4",
+            "files/s",
+            "marginal s/file",
+            "peak RSS MiB",
+            "render s/file",
+        )
+    ]
     for name in ("original", "ours", "floor"):
         d = v[name]
-        rows.append((
-            name,
-            f"{d['wall_s']:.2f}" if "wall_s" in d else "-",
-            f"{d['wall_small_s']:.2f}" if "wall_small_s" in d else "-",
-            f"{d['files_per_s']:.1f}" if "files_per_s" in d else "-",
-            f"{d['marginal_s_per_file']:.4f}" if "marginal_s_per_file" in d else "-",
-            f"{d['peak_rss_mib']:.0f}" if "peak_rss_mib" in d else "-",
-            f"{d['render_s_per_file'] * 1000:.1f} ms" if "render_s_per_file" in d else "-",
-        ))
+        rows.append(
+            (
+                name,
+                f"{d['wall_s']:.2f}" if "wall_s" in d else "-",
+                f"{d['wall_small_s']:.2f}" if "wall_small_s" in d else "-",
+                f"{d['files_per_s']:.1f}" if "files_per_s" in d else "-",
+                f"{d['marginal_s_per_file']:.4f}" if "marginal_s_per_file" in d else "-",
+                f"{d['peak_rss_mib']:.0f}" if "peak_rss_mib" in d else "-",
+                f"{d['render_s_per_file'] * 1000:.1f} ms" if "render_s_per_file" in d else "-",
+            )
+        )
     m = report["machine"]
-    print(f"\nmeasured {m['date']} on {m['cores']} cores, {m['memory_mib'] // 1024} GiB, Python "
-          f"{m['python']}, Snakemake {m['snakemake']}, bytecode "
-          f"{'compiled' if m['bytecode_compiled'] else 'NOT compiled'}")
-    print(f"N = {report['files']} files (and N/4 = {report['small_files']}), "
-          f"medians of {report['rounds']} interleaved rounds; original's inputs: "
-          f"{report.get('original_inputs', '?')}")
+    print(
+        f"\nmeasured {m['date']} on {m['cores']} cores, {m['memory_mib'] // 1024} GiB, Python "
+        f"{m['python']}, Snakemake {m['snakemake']}, bytecode "
+        f"{'compiled' if m['bytecode_compiled'] else 'NOT compiled'}"
+    )
+    print(
+        f"N = {report['files']} files (and N/4 = {report['small_files']}), "
+        f"medians of {report['rounds']} interleaved rounds; original's inputs: "
+        f"{report.get('original_inputs', '?')}"
+    )
     print(table(rows))
     r = report["ratios"]
     marginal = r["marginal_original_over_ours"]
-    print("marginal cost per file, original / ours: "
-          + (f"{marginal:.1f}x" if marginal else "n/a (N too small to separate start-up)"))
+    print(
+        "marginal cost per file, original / ours: "
+        + (f"{marginal:.1f}x" if marginal else "n/a (N too small to separate start-up)")
+    )
     print(f"throughput at N, ours / original: {r['throughput_ours_over_original']:.1f}x")
     print(f"per-file render, ours / floor: {r['render_ours_over_floor']:.2f}x")
     if "book" in report:
         b = report["book"]
-        print(f"book build: cold {b['cold_s']:.1f} s, no change {b['no_change_s']:.1f} s, "
-              f"one notebook edited {b['one_notebook_edited_s']:.1f} s")
+        print(
+            f"book build: cold {b['cold_s']:.1f} s, no change {b['no_change_s']:.1f} s, "
+            f"one notebook edited {b['one_notebook_edited_s']:.1f} s"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     """Original, ours and the floor at N and N/4, interleaved; then the book's build times."""
     if args.book_only:
         times = book_times()
-        print(f"book build: cold {times['cold_s']:.1f} s, no change {times['no_change_s']:.1f} s, "
-              f"one notebook edited {times['one_notebook_edited_s']:.1f} s")
+        print(
+            f"book build: cold {times['cold_s']:.1f} s, no change {times['no_change_s']:.1f} s, "
+            f"one notebook edited {times['one_notebook_edited_s']:.1f} s"
+        )
         print(json.dumps({"book": times}))
         return 0
 
@@ -225,14 +286,23 @@ def run(args: argparse.Namespace) -> int:
                 for n in (n_small, n_large):
                     print(f"round {r + 1}/{args.rounds}, {n} files: original", flush=True)
                     results["original"].setdefault(n, []).append(
-                        run_original(names[:n], companions, env, work,
-                                     None if args.original_through_storage else local))
+                        run_original(
+                            names[:n],
+                            companions,
+                            env,
+                            work,
+                            None if args.original_through_storage else local,
+                        )
+                    )
                     print(f"round {r + 1}/{args.rounds}, {n} files: ours", flush=True)
                     results["ours"].setdefault(n, []).append(run_ours(n, env, work))
             render = [run_render([local / n for n in names]) for _ in range(args.rounds)]
             report = summarize(results, render, None, n_small, n_large, args.rounds)
-            report["original_inputs"] = ("gcs storage plugin" if args.original_through_storage
-                                         else "staged on local disk (conservative)")
+            report["original_inputs"] = (
+                "gcs storage plugin"
+                if args.original_through_storage
+                else "staged on local disk (conservative)"
+            )
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(report, indent=2))  # kept if the book step fails
     if not args.no_book:

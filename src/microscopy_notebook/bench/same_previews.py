@@ -69,8 +69,14 @@ def cases(samples_dir: Path, names: list[str], work: Path) -> list[tuple[str, st
 def render(scripts: Path, files: list[tuple[str, str]]) -> dict:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PYTHONPATH", None)  # only the library in `scripts`, never another copy of it
-    proc = subprocess.run([sys.executable, "-c", RENDER], cwd=scripts, env=env,
-                          input=json.dumps(files), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", RENDER],
+        cwd=scripts,
+        env=env,
+        input=json.dumps(files),
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode:
         raise SystemExit(f"rendering with {scripts} failed:\n{proc.stderr}")
     return json.loads(proc.stdout)
@@ -85,14 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         base = work / "base"
         base.mkdir()
-        archive = subprocess.run(["git", "-C", str(args.repo), "archive", args.base, SCRIPTS],
-                                 capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(args.repo), "archive", args.base, SCRIPTS],
+            capture_output=True,
+            check=True,
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
         files = cases(samples.files(), [s.name for s in samples.SAMPLES], work / "files")
         before = render(base / SCRIPTS, files)
         after = render(args.repo / SCRIPTS, files)
-    print(f"{args.base}: {before.pop('')}.make_preview; working tree: "
-          f"{after.pop('')}.make_preview")
+    print(f"{args.base}: {before.pop('')}.make_preview; working tree: {after.pop('')}.make_preview")
     different = 0
     width = max(len(name) for _, name in files)
     for _, name in files:
@@ -104,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         if changed:
             line += f"  fields: {', '.join(changed)}"
         print(line)
-    print(f"{len(files) - different} of {len(files)} previews identical to {args.base}"
-          + (f"; {different} differ" if different else ""))
+    print(
+        f"{len(files) - different} of {len(files)} previews identical to {args.base}"
+        + (f"; {different} differ" if different else "")
+    )
     return 1 if different else 0
 
 

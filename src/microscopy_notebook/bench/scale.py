@@ -52,7 +52,8 @@ def _add_new(env: dict[str, str], count: int) -> None:
         tag = uuid.uuid4().hex[:6]
         for i in range(count):
             bucket.blob(f"in/new-{tag}/{i:05d}/{sample.name}").upload_from_filename(
-                str(src / sample.name))
+                str(src / sample.name)
+            )
     finally:
         for k, v in old.items():
             if v is None:
@@ -96,11 +97,20 @@ def main(args) -> int:
         "peak_rss_mib": max(r["rss_mib"] for r in (plan, full, nothing, some)),
         "plan_peak_rss_mib": plan["rss_mib"],
     }
-    rows = [("N", "plan s", "full s", "nothing new s", "1% new s", "marginal s/file",
-             "peak RSS MiB")]
-    rows.append((str(n), f"{report['plan_s']:.1f}", f"{report['full_s']:.1f}",
-                 f"{report['nothing_new_s']:.1f}", f"{report['one_percent_new_s']:.1f}",
-                 f"{report['marginal_s_per_file']:.4f}", f"{report['peak_rss_mib']:.0f}"))
+    rows = [
+        ("N", "plan s", "full s", "nothing new s", "1% new s", "marginal s/file", "peak RSS MiB")
+    ]
+    rows.append(
+        (
+            str(n),
+            f"{report['plan_s']:.1f}",
+            f"{report['full_s']:.1f}",
+            f"{report['nothing_new_s']:.1f}",
+            f"{report['one_percent_new_s']:.1f}",
+            f"{report['marginal_s_per_file']:.4f}",
+            f"{report['peak_rss_mib']:.0f}",
+        )
+    )
     print()
     print(table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)

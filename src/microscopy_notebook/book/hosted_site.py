@@ -45,15 +45,18 @@ NOT_FOUND = """<!DOCTYPE html>
 """
 
 
-def _each_script_once(app: Sphinx, pagename: str, templatename: str, context: dict,
-                      doctree) -> None:
+def _each_script_once(
+    app: Sphinx, pagename: str, templatename: str, context: dict, doctree
+) -> None:
     scripts = context.get("script_files")
     if not scripts:
         return
     seen, unique = set(), []
     for script in scripts:
-        key = (str(getattr(script, "filename", script) or ""),
-               tuple(sorted(getattr(script, "attributes", {}).items())))
+        key = (
+            str(getattr(script, "filename", script) or ""),
+            tuple(sorted(getattr(script, "attributes", {}).items())),
+        )
         if key not in seen:
             seen.add(key)
             unique.append(script)

@@ -253,12 +253,15 @@ def site_files(site: Path) -> list[LocalFile]:
     paths = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file())
     paths = [p for p in paths if excluded(p) is None]
     versioned = versioned_assets(site, [p for p in paths if p.endswith(".html")])
-    return [LocalFile(p, md5_base64(site / p), (site / p).stat().st_size,
-                      headers_for(p, versioned)) for p in paths]
+    return [
+        LocalFile(p, md5_base64(site / p), (site / p).stat().st_size, headers_for(p, versioned))
+        for p in paths
+    ]
 
 
-def plan(files: Iterable[LocalFile], remote: Iterable[RemoteObject], bucket: str,
-         prefix: str = "") -> Plan:
+def plan(
+    files: Iterable[LocalFile], remote: Iterable[RemoteObject], bucket: str, prefix: str = ""
+) -> Plan:
     """What to upload, update, leave and remove so that ``gs://bucket/prefix`` holds ``files``."""
     result = Plan(bucket, prefix)
     existing = {o.name: o for o in remote}
@@ -282,10 +285,13 @@ def plan(files: Iterable[LocalFile], remote: Iterable[RemoteObject], bucket: str
 def list_remote(client, bucket: str, prefix: str) -> list[RemoteObject]:
     return [
         RemoteObject(
-            name=blob.name, md5=blob.md5_hash, generation=int(blob.generation),
+            name=blob.name,
+            md5=blob.md5_hash,
+            generation=int(blob.generation),
             metageneration=int(blob.metageneration or 1),
-            headers=Headers(blob.content_type or "", blob.cache_control or "",
-                            blob.content_disposition or None),
+            headers=Headers(
+                blob.content_type or "", blob.cache_control or "", blob.content_disposition or None
+            ),
             metadata=dict(blob.metadata or {}),
         )
         for blob in client.list_blobs(bucket, prefix=prefix or None)
@@ -308,15 +314,19 @@ def execute(the_plan: Plan, site: Path, client, workers: int = WORKERS) -> list[
     def upload(item: tuple[LocalFile, RemoteObject | None]) -> None:
         f, there = item
         blob = _blob(bucket, the_plan.name(f.path), f.headers)
-        blob.upload_from_filename(str(site / f.path), content_type=f.headers.content_type,
-                                  if_generation_match=there.generation if there else 0)
+        blob.upload_from_filename(
+            str(site / f.path),
+            content_type=f.headers.content_type,
+            if_generation_match=there.generation if there else 0,
+        )
 
     def update(item: tuple[LocalFile, RemoteObject]) -> None:
         f, there = item
         blob = _blob(bucket, there.name, f.headers)
         blob.content_type = f.headers.content_type
-        blob.patch(if_generation_match=there.generation,
-                   if_metageneration_match=there.metageneration)
+        blob.patch(
+            if_generation_match=there.generation, if_metageneration_match=there.metageneration
+        )
 
     def remove(there: RemoteObject) -> None:
         bucket.blob(there.name).delete(if_generation_match=there.generation)
@@ -346,21 +356,29 @@ def execute(the_plan: Plan, site: Path, client, workers: int = WORKERS) -> list[
 def summary(the_plan: Plan, dry_run: bool = False) -> str:
     target = f"gs://{the_plan.bucket}/{the_plan.prefix}"
     verb = "would be " if dry_run else ""
-    lines = [f"{target}: {len(the_plan.upload)} {verb}uploaded, {len(the_plan.update)} "
-             f"{verb}updated (headers only), {len(the_plan.unchanged)} unchanged, "
-             f"{len(the_plan.remove)} {verb}removed"]
-    lines += [f"  upload  {f.path}  ({f.headers.content_type}; {f.headers.cache_control})"
-              for f, _ in the_plan.upload]
-    lines += [f"  update  {f.path}  ({f.headers.content_type}; {f.headers.cache_control})"
-              for f, _ in the_plan.update]
+    lines = [
+        f"{target}: {len(the_plan.upload)} {verb}uploaded, {len(the_plan.update)} "
+        f"{verb}updated (headers only), {len(the_plan.unchanged)} unchanged, "
+        f"{len(the_plan.remove)} {verb}removed"
+    ]
+    lines += [
+        f"  upload  {f.path}  ({f.headers.content_type}; {f.headers.cache_control})"
+        for f, _ in the_plan.upload
+    ]
+    lines += [
+        f"  update  {f.path}  ({f.headers.content_type}; {f.headers.cache_control})"
+        for f, _ in the_plan.update
+    ]
     lines += [f"  remove  {o.name}" for o in the_plan.remove]
-    lines += [f"  kept    {o.name}  (not uploaded by a publish: left alone)"
-              for o in the_plan.foreign]
+    lines += [
+        f"  kept    {o.name}  (not uploaded by a publish: left alone)" for o in the_plan.foreign
+    ]
     return "\n".join(lines)
 
 
-def publish(site: Path, target: str, client=None, dry_run: bool = False,
-            log: Callable[[str], None] = print) -> Plan:
+def publish(
+    site: Path, target: str, client=None, dry_run: bool = False, log: Callable[[str], None] = print
+) -> Plan:
     """Make ``target`` hold the site at ``site``; raises RuntimeError if any step failed."""
     bucket, prefix = parse_target(target)
     files = site_files(site)
@@ -373,8 +391,9 @@ def publish(site: Path, target: str, client=None, dry_run: bool = False,
         errors = execute(the_plan, site, client)
         if errors:
             log(summary(the_plan))
-            raise RuntimeError("publish failed, the bucket holds part of the new site:\n  "
-                               + "\n  ".join(errors))
+            raise RuntimeError(
+                "publish failed, the bucket holds part of the new site:\n  " + "\n  ".join(errors)
+            )
     log(summary(the_plan, dry_run))
     return the_plan
 
@@ -382,8 +401,9 @@ def publish(site: Path, target: str, client=None, dry_run: bool = False,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("target", help="gs://BUCKET or gs://BUCKET/prefix")
-    parser.add_argument("--site", type=Path, default=book.HTML,
-                        help=f"the built site (default: {book.HTML})")
+    parser.add_argument(
+        "--site", type=Path, default=book.HTML, help=f"the built site (default: {book.HTML})"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     args = parser.parse_args(argv)
     try:

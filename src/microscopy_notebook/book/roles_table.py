@@ -45,8 +45,9 @@ def load(path: Path = IAM) -> tuple[dict, dict[str, Person]]:
     for name, entry in data["people"].items():
         needs = {p: "measured" for p in entry.get("measured", [])}
         needs.update(entry.get("platform", {}))
-        people[name] = Person(name, entry["title"], entry["roles"], needs,
-                              tuple(entry.get("pages", ())))
+        people[name] = Person(
+            name, entry["title"], entry["roles"], needs, tuple(entry.get("pages", ()))
+        )
     return data["roles"], people
 
 
@@ -65,8 +66,11 @@ class RolesTable(SphinxDirective):
         path = IAM
         if "iam" in self.options:
             given = Path(self.options["iam"])
-            path = given if given.is_absolute() and given.exists() else Path(
-                self.env.relfn2path(self.options["iam"], self.env.docname)[1])
+            path = (
+                given
+                if given.is_absolute() and given.exists()
+                else Path(self.env.relfn2path(self.options["iam"], self.env.docname)[1])
+            )
         self.env.note_dependency(str(path))  # editing it rebuilds the page
         try:
             roles, people = load(path)
@@ -77,8 +81,10 @@ class RolesTable(SphinxDirective):
             raise self.error(f"roles-table: no person {self.arguments[0]!r} in {path}")
         missing = ungranted(roles, person)
         if missing:
-            raise self.error(f"roles-table {person.name}: needed but granted by none of "
-                             f"{person.roles}: {', '.join(missing)}")
+            raise self.error(
+                f"roles-table {person.name}: needed but granted by none of "
+                f"{person.roles}: {', '.join(missing)}"
+            )
         rows = []
         for role_id in person.roles:
             role = roles[role_id]

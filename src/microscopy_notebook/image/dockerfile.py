@@ -57,8 +57,12 @@ def words(command: str) -> list[str]:
 
 def _run_commands(text: str) -> list[list[str]]:
     """Every command of every RUN instruction, as words."""
-    return [words(command) for keyword, args in instructions(text) if keyword == "RUN"
-            for command in SEPARATORS.split(args)]
+    return [
+        words(command)
+        for keyword, args in instructions(text)
+        if keyword == "RUN"
+        for command in SEPARATORS.split(args)
+    ]
 
 
 def install_requests(text: str) -> tuple[list[str], list[str]]:
@@ -71,7 +75,7 @@ def install_requests(text: str) -> tuple[list[str], list[str]]:
             command = command[2:]
         if len(command) < 2 or command[0] not in INSTALLERS or "install" not in command[1:3]:
             continue
-        rest = command[command.index("install") + 1:]
+        rest = command[command.index("install") + 1 :]
         skip_next = False
         for i, word in enumerate(rest):
             if skip_next:
@@ -89,5 +93,10 @@ def install_requests(text: str) -> tuple[list[str], list[str]]:
 
 def apt_packages(text: str) -> list[str]:
     """The packages of every ``apt-get install`` in a RUN instruction, options left out."""
-    return [word for command in _run_commands(text) if command[:2] == ["apt-get", "install"]
-            for word in command[2:] if not word.startswith("-")]
+    return [
+        word
+        for command in _run_commands(text)
+        if command[:2] == ["apt-get", "install"]
+        for word in command[2:]
+        if not word.startswith("-")
+    ]

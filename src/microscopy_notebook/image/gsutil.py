@@ -40,9 +40,23 @@ def version() -> str:
 def lock(release: str) -> str:
     """The lock file's text for gsutil ``release``, resolved from PyPI by uv."""
     resolved = subprocess.run(
-        ["uv", "pip", "compile", "-", "--universal", "--python-version", "3.11",
-         "--generate-hashes", "--no-header", "--quiet"],
-        input=f"gsutil=={release}\n", capture_output=True, text=True, check=True).stdout
+        [
+            "uv",
+            "pip",
+            "compile",
+            "-",
+            "--universal",
+            "--python-version",
+            "3.11",
+            "--generate-hashes",
+            "--no-header",
+            "--quiet",
+        ],
+        input=f"gsutil=={release}\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return HEADER.format(version=release) + resolved
 
 

@@ -31,8 +31,9 @@ def code_cells(markdown: str) -> list[str]:
             lines.pop(0)
         if lines and lines[0].startswith("%%"):
             continue  # a cell magic: not Python
-        cells.append("\n".join("pass" if line.lstrip().startswith(("%", "!")) else line
-                               for line in lines))
+        cells.append(
+            "\n".join("pass" if line.lstrip().startswith(("%", "!")) else line for line in lines)
+        )
     return cells
 
 
@@ -50,7 +51,8 @@ def imports(code: str) -> list[str]:
 def local_names(folder: Path) -> set[str]:
     """What code in ``folder`` imports from itself: its modules and its packages."""
     return {p.stem for p in folder.glob("*.py")} | {
-        p.name for p in folder.iterdir() if (p / "__init__.py").exists()}
+        p.name for p in folder.iterdir() if (p / "__init__.py").exists()
+    }
 
 
 def unprovided(names: Iterable[str], local: set[str], modules: Iterable[str]) -> list[str]:

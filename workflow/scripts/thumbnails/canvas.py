@@ -39,8 +39,20 @@ class ScaleBar:
     pixels: float  # length on the preview
 
 
-_LENGTH = {"m": 1.0, "mm": 1e-3, "µm": 1e-6, "μm": 1e-6, "um": 1e-6, "micron": 1e-6,
-           "nm": 1e-9, "pm": 1e-12, "Å": 1e-10, "å": 1e-10, "A": 1e-10, "angstrom": 1e-10}
+_LENGTH = {
+    "m": 1.0,
+    "mm": 1e-3,
+    "µm": 1e-6,
+    "μm": 1e-6,
+    "um": 1e-6,
+    "micron": 1e-6,
+    "nm": 1e-9,
+    "pm": 1e-12,
+    "Å": 1e-10,
+    "å": 1e-10,
+    "A": 1e-10,
+    "angstrom": 1e-10,
+}
 _ANGLE = {"rad": 1.0, "mrad": 1e-3, "µrad": 1e-6, "μrad": 1e-6, "urad": 1e-6}
 # units a label is written in, smallest first: the first that reads below 1000 is used
 _LENGTH_OUT = (("pm", 1e-12), ("nm", 1e-9), ("µm", 1e-6), ("mm", 1e-3), ("m", 1.0))
@@ -68,8 +80,9 @@ def _nice_floor(x: float) -> float:
     return max(m for m in (1, 2, 5, 10) if m <= mantissa + 1e-9) * 10.0**exp
 
 
-def scalebar(scale: float, units: str | None, pixels: int, display_pixels: int,
-             fraction: float = 0.25) -> ScaleBar | None:
+def scalebar(
+    scale: float, units: str | None, pixels: int, display_pixels: int, fraction: float = 0.25
+) -> ScaleBar | None:
     """A round-length scalebar about `fraction` of the displayed width, for an axis of `pixels`
     data pixels of `scale` `units` each, drawn `display_pixels` wide. None when the axis is not
     calibrated in a length, reciprocal length or angle, or the calibration is implausible."""
@@ -149,15 +162,16 @@ def wrap(text: str, font: ImageFont.FreeTypeFont, width: float, lines: int) -> l
         if line:
             out.append(line)
         while font.getlength(word) > width:  # e.g. a long object name: break it anywhere
-            cut = max((i for i in range(1, len(word)) if font.getlength(word[:i]) <= width),
-                      default=1)
+            cut = max(
+                (i for i in range(1, len(word)) if font.getlength(word[:i]) <= width), default=1
+            )
             out.append(word[:cut])
             word = word[cut:]
         line = word
     if line:
         out.append(line)
     if len(out) > lines:
-        out = out[: lines - 1] + [clip(" ".join(out[lines - 1:]), font, width)]
+        out = out[: lines - 1] + [clip(" ".join(out[lines - 1 :]), font, width)]
     return out
 
 
@@ -173,8 +187,14 @@ def clip_middle(text: str, font: ImageFont.FreeTypeFont, width: float) -> str:
 def new_canvas(mode: str, title: str, subtitle: str) -> tuple[Image.Image, ImageDraw.ImageDraw]:
     img = Image.new(mode, (SIZE, SIZE), WHITE)
     draw = ImageDraw.Draw(img)
-    font = next((load_font(size, True) for size in (18, 16, 14)
-                 if load_font(size, True).getlength(title) <= SIZE - 20), load_font(14, True))
+    font = next(
+        (
+            load_font(size, True)
+            for size in (18, 16, 14)
+            if load_font(size, True).getlength(title) <= SIZE - 20
+        ),
+        load_font(14, True),
+    )
     draw.text((10, 26), clip_middle(title, font, SIZE - 20), font=font, fill=BLACK, anchor="ls")
     draw.text((10, 34), clip(subtitle, load_font(13), SIZE - 20), font=load_font(13), fill=GREY)
     return img, draw
@@ -225,9 +245,17 @@ def draw_caption(draw: ImageDraw.ImageDraw, text: str, x: int, y: int, width: in
     draw.text((x + (width - font.getlength(text)) / 2, y), text, font=font, fill=INK)
 
 
-def image_panel(canvas: Image.Image, draw: ImageDraw.ImageDraw, data: Any, ay: Axis,
-                ax: Axis, box: tuple[int, int, int, int], log: bool = False,
-                clear_rows: int = 0, bar_top: bool = False) -> ScaleBar | None:
+def image_panel(
+    canvas: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    data: Any,
+    ay: Axis,
+    ax: Axis,
+    box: tuple[int, int, int, int],
+    log: bool = False,
+    clear_rows: int = 0,
+    bar_top: bool = False,
+) -> ScaleBar | None:
     """Draw a 2D array fitted and centred in box (left, top, right, bottom) and its scalebar:
     bottom left, above the last clear_rows data rows, or top left."""
     h, w = data.shape
@@ -247,8 +275,9 @@ def image_panel(canvas: Image.Image, draw: ImageDraw.ImageDraw, data: Any, ay: A
     return bar
 
 
-def vertical_text(canvas: Image.Image, text: str, font: ImageFont.FreeTypeFont, x: int,
-                  middle: float) -> None:
+def vertical_text(
+    canvas: Image.Image, text: str, font: ImageFont.FreeTypeFont, x: int, middle: float
+) -> None:
     """Text turned 90 degrees (reading upwards), its left edge at x, centred on middle."""
     x0, y0, x1, y1 = font.getbbox(text)
     mask = Image.new("L", (max(1, x1), y1 + 2), 0)
@@ -297,4 +326,5 @@ def encode_png(img: Image.Image) -> bytes:
     header = struct.pack(">IIBBBBB", img.width, img.height, 8, color, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + b"".join(
         struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-        for tag, data in ((b"IHDR", header), (b"IDAT", idat), (b"IEND", b"")))
+        for tag, data in ((b"IHDR", header), (b"IDAT", idat), (b"IEND", b""))
+    )

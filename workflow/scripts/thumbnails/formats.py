@@ -34,11 +34,16 @@ SER_SERIES = re.compile(r"^(?P<stem>.+)_\d+\.ser$", re.IGNORECASE)
 # first bytes of each format: a file without them is not worth handing to the reader
 _DM = ((b"\x00\x00\x00\x03", b"\x00\x00\x00\x04"), "DigitalMicrograph")
 _TIF = ((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), "TIFF")
-MAGIC = {".dm3": _DM, ".dm4": _DM, ".tif": _TIF, ".tiff": _TIF,
-         ".ser": ((b"II\x97\x01",), "TIA .ser"),
-         ".emd": ((b"\x89HDF\r\n\x1a\n",), "HDF5 (EMD)"),
-         ".bcf": ((b"AAMVHFSS",), "Bruker .bcf"),
-         ".spx": ((b"<", b"\xef\xbb\xbf<"), "Bruker .spx")}
+MAGIC = {
+    ".dm3": _DM,
+    ".dm4": _DM,
+    ".tif": _TIF,
+    ".tiff": _TIF,
+    ".ser": ((b"II\x97\x01",), "TIA .ser"),
+    ".emd": ((b"\x89HDF\r\n\x1a\n",), "HDF5 (EMD)"),
+    ".bcf": ((b"AAMVHFSS",), "Bruker .bcf"),
+    ".spx": ((b"<", b"\xef\xbb\xbf<"), "Bruker .spx"),
+}
 
 
 def is_previewable(name: str) -> bool:

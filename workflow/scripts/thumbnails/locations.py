@@ -46,8 +46,13 @@ class Location:
 
     def under(self, name: str) -> Location:
         """The location of the folder (prefix) ``name`` under this one."""
-        return Location(self.scheme, self.bucket, self.key(name) if self.scheme == "file" else
-                        (f"{self.path}/{name}" if self.path else name))
+        return Location(
+            self.scheme,
+            self.bucket,
+            self.key(name)
+            if self.scheme == "file"
+            else (f"{self.path}/{name}" if self.path else name),
+        )
 
     def key(self, name: str) -> str:
         """The object name in the bucket (gs) or the absolute path (file) of ``name``."""
@@ -77,7 +82,7 @@ def parse_location(text: object, what: str, base: Path | None = None) -> Locatio
         )
     text = text.strip()
     if text.startswith("gs://"):
-        bucket, _, prefix = text[len("gs://"):].partition("/")
+        bucket, _, prefix = text[len("gs://") :].partition("/")
         parts = [p for p in prefix.split("/") if p]
         if not _BUCKET.match(bucket) or any(p in (".", "..") for p in parts):
             raise JobConfigError(

@@ -30,8 +30,11 @@ class Item:
     missing: tuple[str, ...] = ()  # companions the listing did not find
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "companions": list(self.companions),
-                "missing": list(self.missing)}
+        return {
+            "name": self.name,
+            "companions": list(self.companions),
+            "missing": list(self.missing),
+        }
 
 
 @dataclass
@@ -58,19 +61,31 @@ class JobPlan:
         return bool(self.batches)
 
     def manifest(self, batch: str) -> dict:
-        return {"batch": batch, "input": self.source.url, "output": self.target.url,
-                "files": [item.as_dict() for item in self.batches[batch]]}
+        return {
+            "batch": batch,
+            "input": self.source.url,
+            "output": self.target.url,
+            "files": [item.as_dict() for item in self.batches[batch]],
+        }
 
     def as_dict(self) -> dict:
-        return {"plan": self.id, "input": self.source.url, "output": self.target.url,
-                "listed": self.listed, "previewable": self.previewable, "done": self.done,
-                "skipped": self.skipped,
-                "batches": {b: [i.as_dict() for i in items] for b, items in self.batches.items()}}
+        return {
+            "plan": self.id,
+            "input": self.source.url,
+            "output": self.target.url,
+            "listed": self.listed,
+            "previewable": self.previewable,
+            "done": self.done,
+            "skipped": self.skipped,
+            "batches": {b: [i.as_dict() for i in items] for b, items in self.batches.items()},
+        }
 
     def describe(self) -> str:
-        line = (f"thumbnail job: {self.listed} objects under {self.source}, {self.previewable} "
-                f"previewable, {self.done} already done, {self.files} new in "
-                f"{len(self.batches)} batch(es)")
+        line = (
+            f"thumbnail job: {self.listed} objects under {self.source}, {self.previewable} "
+            f"previewable, {self.done} already done, {self.files} new in "
+            f"{len(self.batches)} batch(es)"
+        )
         if self.skipped.get("files"):
             line += f"; {skipped_note(self.skipped)}"
         return line
@@ -142,15 +157,24 @@ def make_plan(
     for name in new:
         companions = tuple(companion_names(name))
         items.append(Item(name, companions, tuple(c for c in companions if c not in names)))
-    plan = JobPlan(source, target, listed=len(names), previewable=previewable, done=done,
-                   skipped=skipped_files(names, is_previewable, companion_names))
+    plan = JobPlan(
+        source,
+        target,
+        listed=len(names),
+        previewable=previewable,
+        done=done,
+        skipped=skipped_files(names, is_previewable, companion_names),
+    )
     for chunk in split(items, batch_size, workers):
         plan.batches[batch_id(source, target, (i.name for i in chunk))] = chunk
     return plan
 
 
-def skipped_files(names: Iterable[str], is_previewable: Callable[[str], bool],
-                  companion_names: Callable[[str], list[str]]) -> dict:
+def skipped_files(
+    names: Iterable[str],
+    is_previewable: Callable[[str], bool],
+    companion_names: Callable[[str], list[str]],
+) -> dict:
     """The files under the input the job does not preview: neither of a type it reads nor a
     companion of one that is (the .emi beside a .ser). They get no placeholder and no report row;
     the plan and the report count them by type, with a few names, so that the user knows they
@@ -162,8 +186,11 @@ def skipped_files(names: Iterable[str], is_previewable: Callable[[str], bool],
     for name in left:
         suffix = os.path.splitext(name.rsplit("/", 1)[-1])[1].lower() or "no extension"
         types[suffix] = types.get(suffix, 0) + 1
-    return {"files": len(left), "types": dict(sorted(types.items())),
-            "examples": left[:SKIPPED_EXAMPLES]}
+    return {
+        "files": len(left),
+        "types": dict(sorted(types.items())),
+        "examples": left[:SKIPPED_EXAMPLES],
+    }
 
 
 def skipped_note(summary: Mapping, most: int = 5) -> str:
@@ -174,8 +201,9 @@ def skipped_note(summary: Mapping, most: int = 5) -> str:
     shown = ", ".join(f"{t} {c}" for t, c in types[:most])
     if len(types) > most:
         shown += f" and {len(types) - most} more types"
-    return (f"{n} file{'s' if n != 1 else ''} skipped: not a type the job previews"
-            + (f" ({shown})" if shown else ""))
+    return f"{n} file{'s' if n != 1 else ''} skipped: not a type the job previews" + (
+        f" ({shown})" if shown else ""
+    )
 
 
 def split(items: list, batch_size: int, workers: int = 1) -> list[list]:

@@ -37,7 +37,6 @@ Where the rest is: ``formats`` (which files, which reader), ``signals`` (reading
 ``canvas`` (title, fonts, scalebar, PNG encoding) and ``draw/`` (one module per kind).
 """
 
-
 from __future__ import annotations
 
 import re
@@ -145,13 +144,16 @@ def make_preview(path: Path, name: str | None = None) -> Preview:
             if not signals:
                 raise Unreadable("unreadable: no data found in the file")
             views = [view_of(s) for s in signals]
-            pick = max(range(len(views)),
-                       key=lambda i: (_RANK[views[i].kind], size_of(views[i].data)))
+            pick = max(
+                range(len(views)), key=lambda i: (_RANK[views[i].kind], size_of(views[i].data))
+            )
             view, signal = views[pick], signals[pick]
             title = title_of(signal.metadata, name)
             subtitle = join_parts(
                 base if title != base else "",
-                f"signal {pick + 1} of {len(signals)}" if len(signals) > 1 else "", view.note)
+                f"signal {pick + 1} of {len(signals)}" if len(signals) > 1 else "",
+                view.note,
+            )
             drawn = _draw(view, views, signals, pick, title, subtitle, name)
             png = encode_png(drawn.image)
     except Exception as exc:  # any failure to read or draw is the file's: say why
@@ -161,12 +163,28 @@ def make_preview(path: Path, name: str | None = None) -> Preview:
         shown += f" ({view.note})"
     if len(signals) > 1:
         shown += f" (signal {pick + 1} of {len(signals)})"
-    return Preview(png, True, view.kind, title, len(signals), shown, None,
-                   drawn.scalebar.label if drawn.scalebar else None, drawn.axis_label)
+    return Preview(
+        png,
+        True,
+        view.kind,
+        title,
+        len(signals),
+        shown,
+        None,
+        drawn.scalebar.label if drawn.scalebar else None,
+        drawn.axis_label,
+    )
 
 
-def _draw(view: View, views: list[View], signals: list[Signal], pick: int, title: str,
-          subtitle: str, name: str) -> Drawn:
+def _draw(
+    view: View,
+    views: list[View],
+    signals: list[Signal],
+    pick: int,
+    title: str,
+    subtitle: str,
+    name: str,
+) -> Drawn:
     metadata = signals[pick].metadata
     if view.kind == "image":
         return draw_micrograph(view, title, subtitle, signals[pick].original)

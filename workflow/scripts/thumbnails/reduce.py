@@ -31,8 +31,8 @@ def block_mean(arr: Any, k: int) -> np.ndarray:
     step = max(1, BAND_BYTES // (k * w * arr.dtype.itemsize))  # output rows per band
     for r in range(0, hh, step):
         n = min(step, hh - r)
-        band = real(np.asarray(arr[r * k:(r + n) * k, : ww * k]))
-        out[r:r + n] = band.reshape(n, k, ww, k).sum(axis=(1, 3), dtype=np.float32)
+        band = real(np.asarray(arr[r * k : (r + n) * k, : ww * k]))
+        out[r : r + n] = band.reshape(n, k, ww, k).sum(axis=(1, 3), dtype=np.float32)
     out *= 1.0 / (k * k)
     return out
 
@@ -81,7 +81,7 @@ def nav_bands(data: Any, stride: int):
     row = math.prod(view.shape[1:]) * view.dtype.itemsize
     step = max(1, BAND_BYTES // max(1, row))
     for r in range(0, view.shape[0], step):
-        yield r, real(np.asarray(view[r:r + step]))
+        yield r, real(np.asarray(view[r : r + step]))
 
 
 def spectrum_sums(data: Any, stride: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,6 +89,6 @@ def spectrum_sums(data: Any, stride: int) -> tuple[np.ndarray, np.ndarray]:
     nav = np.zeros([math.ceil(n / stride) for n in data.shape[:-1]], np.float64)
     spectrum = np.zeros(data.shape[-1], np.float64)
     for r, band in nav_bands(data, stride):
-        nav[r:r + len(band)] = band.sum(axis=-1, dtype=np.float64)
+        nav[r : r + len(band)] = band.sum(axis=-1, dtype=np.float64)
         spectrum += band.reshape(-1, band.shape[-1]).sum(axis=0, dtype=np.float64)
     return nav, spectrum

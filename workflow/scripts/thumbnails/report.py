@@ -30,14 +30,31 @@ RECORDS = "report/batches"
 REPORT_COLUMNS = ("name", "source", "preview", "ok", "kind", "title", "signals", "shown", "error")
 
 
-def row(source: Location, target: Location, name: str, *, ok: bool, kind: str = "", title: str = "",
-        signals: int = 0, shown: str = "", error: str | None = None,
-        preview: bool = True) -> dict:
+def row(
+    source: Location,
+    target: Location,
+    name: str,
+    *,
+    ok: bool,
+    kind: str = "",
+    title: str = "",
+    signals: int = 0,
+    shown: str = "",
+    error: str | None = None,
+    preview: bool = True,
+) -> dict:
     """One report row; ``preview=False`` when no preview object was made for the file."""
-    return {"name": name, "source": source.child(name),
-            "preview": target.child(preview_name(name)) if preview else "",
-            "ok": bool(ok), "kind": kind, "title": title, "signals": int(signals),
-            "shown": shown, "error": error}
+    return {
+        "name": name,
+        "source": source.child(name),
+        "preview": target.child(preview_name(name)) if preview else "",
+        "ok": bool(ok),
+        "kind": kind,
+        "title": title,
+        "signals": int(signals),
+        "shown": shown,
+        "error": error,
+    }
 
 
 def summarize(rows: Iterable[Mapping]) -> dict:
@@ -52,14 +69,18 @@ def summary_line(summary: Mapping) -> str:
     if failed == 0:
         line = f"thumbnail job: all {n} done"
     else:
-        line = (f"thumbnail job: done with {failed} failure{'s' if failed != 1 else ''} "
-                f"({n - failed} of {n} previews made from readable files; failures got a "
-                f"placeholder, see the report)")
+        line = (
+            f"thumbnail job: done with {failed} failure{'s' if failed != 1 else ''} "
+            f"({n - failed} of {n} previews made from readable files; failures got a "
+            f"placeholder, see the report)"
+        )
     kept = len(summary.get("kept") or ())
     if kept:
-        line += (f"; {kept} preview{'s' if kept != 1 else ''} not written because another "
-                 f"object already had {'their names' if kept != 1 else 'its name'} (kept as it "
-                 f"was, see the report)")
+        line += (
+            f"; {kept} preview{'s' if kept != 1 else ''} not written because another "
+            f"object already had {'their names' if kept != 1 else 'its name'} (kept as it "
+            f"was, see the report)"
+        )
     if (summary.get("skipped") or {}).get("files"):
         line += f"; {skipped_note(summary['skipped'])}"
     return line
@@ -85,12 +106,12 @@ def record_name(batch: str) -> str:
 def batch_of_record(name: str) -> str | None:
     """The batch whose record ``name`` (relative to the output) is, or None."""
     folder, _, leaf = name.rpartition("/")
-    return leaf[:-len(".json")] if folder == RECORDS and leaf.endswith(".json") else None
+    return leaf[: -len(".json")] if folder == RECORDS and leaf.endswith(".json") else None
 
 
 def csv_rows(rows: Iterable[Mapping]) -> bytes:
     """Rows as CSV lines without the header (`report_csv` has it): what one run appends."""
-    return report_csv(rows)[len(csv_header()):]
+    return report_csv(rows)[len(csv_header()) :]
 
 
 def csv_header() -> bytes:
@@ -120,8 +141,14 @@ def parse_summary(document: bytes | None) -> dict:
         return empty
 
 
-def next_summary(previous: Mapping, source: Location, target: Location, records: list[Mapping],
-                 run: Mapping, updated: str) -> dict:
+def next_summary(
+    previous: Mapping,
+    source: Location,
+    target: Location,
+    records: list[Mapping],
+    run: Mapping,
+    updated: str,
+) -> dict:
     """The summary after adding ``records`` (those the previous one did not hold)."""
     rows = [r for record in records for r in record["rows"]]
     added = summarize(rows)
@@ -129,14 +156,23 @@ def next_summary(previous: Mapping, source: Location, target: Location, records:
     kept = set(previous.get("kept", []))
     for record in records:
         kept.update(record.get("kept", []))
-    return {"input": source.url, "output": target.url, "updated": updated,
-            "rows": REPORT_CSV, "summary": counts, "last_run": dict(run),
-            "records": sorted({*previous["records"], *(r["batch"] for r in records)}),
-            "kept": sorted(kept)}
+    return {
+        "input": source.url,
+        "output": target.url,
+        "updated": updated,
+        "rows": REPORT_CSV,
+        "summary": counts,
+        "last_run": dict(run),
+        "records": sorted({*previous["records"], *(r["batch"] for r in records)}),
+        "kept": sorted(kept),
+    }
 
 
-def reported_names(listing: Mapping[str, str | None], kept: Iterable[str],
-                   record_rows: Callable[[str], Iterable[str]] | None = None) -> set[str]:
+def reported_names(
+    listing: Mapping[str, str | None],
+    kept: Iterable[str],
+    record_rows: Callable[[str], Iterable[str]] | None = None,
+) -> set[str]:
     """Sources the report already covers, from one listing of the output (object name -> the
     batch that wrote it) and the summary's kept names.
 

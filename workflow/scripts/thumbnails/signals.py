@@ -51,8 +51,11 @@ def _text(value: Any) -> str:
 def is_spectral(axis: Axis) -> bool:
     """An energy or wavelength axis: the signal axis of spectra, whatever the reader flagged."""
     name = axis.name.lower()
-    return axis.units.strip() in ("eV", "keV", "meV", "MeV") or "energy" in name or (
-        "wavelength" in name)
+    return (
+        axis.units.strip() in ("eV", "keV", "meV", "MeV")
+        or "energy" in name
+        or ("wavelength" in name)
+    )
 
 
 def make_axis(d: Mapping, size: int) -> Axis:
@@ -64,8 +67,14 @@ def make_axis(d: Mapping, size: int) -> Axis:
     scale = float(scale) if scale is not None else 1.0
     offset = float(offset) if offset is not None else 0.0
     nav = d.get("navigate")
-    return Axis(size, scale, offset, _text(d.get("units")).strip(), _text(d.get("name")).strip(),
-                None if nav is None else bool(nav))
+    return Axis(
+        size,
+        scale,
+        offset,
+        _text(d.get("units")).strip(),
+        _text(d.get("name")).strip(),
+        None if nav is None else bool(nav),
+    )
 
 
 @dataclass
@@ -125,6 +134,7 @@ def _stand_in(name: str, functions: tuple[str, ...]) -> None:
         return sys.modules[name]
 
     for function in functions:
+
         def call(*args: Any, _function: str = function, **kwargs: Any) -> Any:
             return getattr(real(), _function)(*args, **kwargs)
 
@@ -198,11 +208,16 @@ def view_of(signal: Signal) -> View:
     if len(nav) > 2:  # e.g. a time series of spectrum images: its first one
         extra = nav[: len(nav) - 2]
         data = data[(0,) * len(extra)]
-        note = "first of " + " x ".join(f"{axes[i].size} ({axes[i].name or 'axis'})"
-                                        for i in extra)
-        nav = nav[len(extra):]
-    kind = {(1, 0): "spectrum", (1, 1): "linescan", (1, 2): "spectrum-image", (2, 0): "image",
-            (2, 1): "image-stack", (2, 2): "4d"}[len(sig), len(nav)]
+        note = "first of " + " x ".join(f"{axes[i].size} ({axes[i].name or 'axis'})" for i in extra)
+        nav = nav[len(extra) :]
+    kind = {
+        (1, 0): "spectrum",
+        (1, 1): "linescan",
+        (1, 2): "spectrum-image",
+        (2, 0): "image",
+        (2, 1): "image-stack",
+        (2, 2): "4d",
+    }[len(sig), len(nav)]
     return View(kind, data, [axes[i] for i in nav], [axes[i] for i in sig], note)
 
 
@@ -211,8 +226,9 @@ def real(a: np.ndarray) -> np.ndarray:
     if a.dtype.names:
         names = {n.upper(): n for n in a.dtype.names}
         if {"R", "G", "B"} <= names.keys():
-            return (0.299 * a[names["R"]] + 0.587 * a[names["G"]]
-                    + 0.114 * a[names["B"]]).astype(np.float32)
+            return (0.299 * a[names["R"]] + 0.587 * a[names["G"]] + 0.114 * a[names["B"]]).astype(
+                np.float32
+            )
         return a[a.dtype.names[0]].astype(np.float32)
     if np.iscomplexobj(a):
         return np.abs(a).astype(np.float32)

@@ -117,11 +117,16 @@ def list_names(loc: Location, missing_ok: bool = False) -> Iterator[str]:
     prefix = f"{loc.path}/" if loc.path else ""
     try:
         # fields=: names only, which keeps each page of 1,000 small at archive scale.
-        blobs = client().list_blobs(loc.bucket, prefix=prefix, fields="items(name),nextPageToken",
-                                    retry=_retry(), timeout=TIMEOUT)
+        blobs = client().list_blobs(
+            loc.bucket,
+            prefix=prefix,
+            fields="items(name),nextPageToken",
+            retry=_retry(),
+            timeout=TIMEOUT,
+        )
         for blob in blobs:
             if not blob.name.endswith("/"):  # "folder" placeholders some tools create
-                yield blob.name[len(prefix):]
+                yield blob.name[len(prefix) :]
     except _storage_errors() as exc:
         raise _explain(exc, loc, "list") from exc
 
@@ -135,12 +140,16 @@ def list_output(loc: Location) -> Iterator[tuple[str, str | None]]:
         return
     prefix = f"{loc.path}/" if loc.path else ""
     try:
-        blobs = client().list_blobs(loc.bucket, prefix=prefix,
-                                    fields="items(name,metadata),nextPageToken", retry=_retry(),
-                                    timeout=TIMEOUT)
+        blobs = client().list_blobs(
+            loc.bucket,
+            prefix=prefix,
+            fields="items(name,metadata),nextPageToken",
+            retry=_retry(),
+            timeout=TIMEOUT,
+        )
         for blob in blobs:
             if not blob.name.endswith("/"):
-                yield blob.name[len(prefix):], (blob.metadata or {}).get(BATCH_KEY)
+                yield blob.name[len(prefix) :], (blob.metadata or {}).get(BATCH_KEY)
     except _storage_errors() as exc:
         raise _explain(exc, loc, "list") from exc
 
@@ -187,8 +196,9 @@ def read(loc: Location, name: str) -> tuple[bytes | None, int]:
     return data, int(blob.generation or 0)
 
 
-def create(loc: Location, name: str, data: bytes, content_type: str,
-           batch: str | None = None) -> bool:
+def create(
+    loc: Location, name: str, data: bytes, content_type: str, batch: str | None = None
+) -> bool:
     """Write ``name`` only if nothing is there yet; True if written, False if it already existed.
     ``batch``: the batch that makes it, kept with the object in a bucket (`BATCH_KEY`).
 
@@ -214,8 +224,9 @@ def create(loc: Location, name: str, data: bytes, content_type: str,
             tmp.unlink(missing_ok=True)
     # Generation 0 means "only if absent"; that also makes the retry safe: if a lost response hid
     # a successful upload, the retry meets the object and gets 412.
-    return _upload(loc, name, data, content_type, generation=0,
-                   metadata={BATCH_KEY: batch} if batch else None)
+    return _upload(
+        loc, name, data, content_type, generation=0, metadata={BATCH_KEY: batch} if batch else None
+    )
 
 
 def matches(loc: Location, name: str, data: bytes, batch: str | None = None) -> bool:
@@ -236,8 +247,7 @@ def matches(loc: Location, name: str, data: bytes, batch: str | None = None) -> 
     from google.api_core.exceptions import PreconditionFailed
 
     try:
-        blob = client().bucket(loc.bucket).get_blob(loc.key(name), retry=_retry(),
-                                                     timeout=TIMEOUT)
+        blob = client().bucket(loc.bucket).get_blob(loc.key(name), retry=_retry(), timeout=TIMEOUT)
         if blob is None or blob.size != len(data):
             return False
         if blob.md5_hash:  # every object but composed ones has an MD5; compared, not downloaded
@@ -250,9 +260,12 @@ def matches(loc: Location, name: str, data: bytes, batch: str | None = None) -> 
         if batch and written_by != batch:
             blob.metadata = {**blob.metadata, BATCH_KEY: batch}
             try:
-                blob.patch(if_generation_match=blob.generation,
-                           if_metageneration_match=blob.metageneration, retry=_retry(),
-                           timeout=TIMEOUT)
+                blob.patch(
+                    if_generation_match=blob.generation,
+                    if_metageneration_match=blob.metageneration,
+                    retry=_retry(),
+                    timeout=TIMEOUT,
+                )
             except PreconditionFailed:  # changed meanwhile: no longer known to be ours
                 return False
         return True
@@ -260,8 +273,9 @@ def matches(loc: Location, name: str, data: bytes, batch: str | None = None) -> 
         raise _explain(exc, loc, f"read {name} in") from exc
 
 
-def replace(loc: Location, name: str, data: bytes, content_type: str,
-            generation: int | None = None) -> bool:
+def replace(
+    loc: Location, name: str, data: bytes, content_type: str, generation: int | None = None
+) -> bool:
     """Write ``name`` over the version read at ``generation`` (0: none; None: whatever is there);
     False if someone else wrote it meanwhile, so the caller can merge again, not lose an update."""
     if loc.scheme == "file":
@@ -309,35 +323,58 @@ def append(loc: Location, name: str, data: bytes, first: bytes, content_type: st
                     return
                 continue
             part = bucket.blob(loc.key(f"{name}.{uuid.uuid4().hex}.part"))
-            part.upload_from_string(data, content_type=content_type, if_generation_match=0,
-                                    retry=_retry(), timeout=TIMEOUT)
+            part.upload_from_string(
+                data,
+                content_type=content_type,
+                if_generation_match=0,
+                retry=_retry(),
+                timeout=TIMEOUT,
+            )
             try:
                 blob.content_type = content_type
-                blob.compose([blob, part], if_generation_match=blob.generation, retry=_retry(),
-                             timeout=TIMEOUT)
+                blob.compose(
+                    [blob, part],
+                    if_generation_match=blob.generation,
+                    retry=_retry(),
+                    timeout=TIMEOUT,
+                )
                 return
             except PreconditionFailed:
                 continue
             finally:
                 with contextlib.suppress(NotFound):  # made by this call: removed, whatever happened
-                    part.delete(if_generation_match=part.generation, retry=_retry(),
-                                timeout=TIMEOUT)
-        raise StoreError(f"{loc.child(name)} kept changing while this run appended to it; run "
-                         f"the job again to add its rows")
+                    part.delete(
+                        if_generation_match=part.generation, retry=_retry(), timeout=TIMEOUT
+                    )
+        raise StoreError(
+            f"{loc.child(name)} kept changing while this run appended to it; run "
+            f"the job again to add its rows"
+        )
     except _storage_errors() as exc:
         raise _explain(exc, loc, f"append to {name} in") from exc
 
 
-def _upload(loc: Location, name: str, data: bytes, content_type: str,
-            generation: int | None, metadata: dict | None = None) -> bool:
+def _upload(
+    loc: Location,
+    name: str,
+    data: bytes,
+    content_type: str,
+    generation: int | None,
+    metadata: dict | None = None,
+) -> bool:
     """One upload under a generation precondition; False when the precondition failed (412)."""
     from google.api_core.exceptions import PreconditionFailed
 
     blob = client().bucket(loc.bucket).blob(loc.key(name))
     blob.metadata = metadata
     try:
-        blob.upload_from_string(data, content_type=content_type, if_generation_match=generation,
-                                retry=_retry(), timeout=TIMEOUT)
+        blob.upload_from_string(
+            data,
+            content_type=content_type,
+            if_generation_match=generation,
+            retry=_retry(),
+            timeout=TIMEOUT,
+        )
     except PreconditionFailed:
         return False
     except _storage_errors() as exc:

@@ -54,7 +54,7 @@ def fourd_sums(data: Any, stride: int) -> tuple[np.ndarray, np.ndarray, str]:
     total = np.zeros(qy * qx, np.float64)
     for r, band in nav_bands(data, stride):
         flat = band.reshape(-1, qy * qx).astype(np.float32, copy=False)
-        image[r:r + band.shape[0]] = (flat @ weights).reshape(band.shape[:2])
+        image[r : r + band.shape[0]] = (flat @ weights).reshape(band.shape[:2])
         total += flat.sum(axis=0, dtype=np.float64)
     return (total / image.size).reshape(qy, qx), image, what
 
@@ -63,15 +63,18 @@ def draw_4d(view: View, title: str, subtitle: str) -> Drawn:
     (ny, nx), (qy, qx) = view.nav, view.sig
     stride = stride_for((ny.size, nx.size), qy.size * qx.size * view.data.dtype.itemsize)
     pattern, image, what = fourd_sums(view.data, stride)
-    sub = join_parts(subtitle, f"4D: {dims([nx.size, ny.size])} positions of "
-                               f"{dims([qx.size, qy.size])}")
+    sub = join_parts(
+        subtitle, f"4D: {dims([nx.size, ny.size])} positions of {dims([qx.size, qy.size])}"
+    )
     canvas, draw = new_canvas("L", title, sub)
     half = (SIZE - 12) // 2
     top = HEADER + (SIZE - HEADER - half - 20) // 2 + 20  # captions and panels centred
     draw_caption(draw, "mean diffraction pattern (log)", 4, top - 18, half)
     draw_caption(draw, what, 8 + half, top - 18, half)
     image_panel(canvas, draw, pattern, qy, qx, (4, top, 4 + half, top + half), log=True)
-    nav_axes = (Axis(image.shape[0], ny.scale * stride, 0, ny.units),
-                Axis(image.shape[1], nx.scale * stride, 0, nx.units))
+    nav_axes = (
+        Axis(image.shape[0], ny.scale * stride, 0, ny.units),
+        Axis(image.shape[1], nx.scale * stride, 0, nx.units),
+    )
     bar = image_panel(canvas, draw, image, *nav_axes, (8 + half, top, 8 + 2 * half, top + half))
     return Drawn(canvas, f"4D: mean diffraction pattern (log) and {what}{every(stride)}", bar)

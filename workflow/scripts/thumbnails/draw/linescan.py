@@ -31,8 +31,9 @@ def draw_linescan(view: View, title: str, subtitle: str, metadata: dict) -> Draw
     sub = join_parts(subtitle, f"line scan of {pos.size} spectra, {axis.size} channels")
     canvas, draw = new_canvas("RGB", title, sub)
     top_h = 150
-    left, right = plot_spectrum(canvas, draw, in_order(spectrum, axis), spec,
-                                 (0, HEADER + top_h + 4, SIZE, SIZE))
+    left, right = plot_spectrum(
+        canvas, draw, in_order(spectrum, axis), spec, (0, HEADER + top_h + 4, SIZE, SIZE)
+    )
     # the position x energy image, its energy axis aligned with the plot below
     data = view.data[::stride] if stride > 1 else view.data
     dw, dh = right - left + 1, top_h

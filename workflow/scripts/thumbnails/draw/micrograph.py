@@ -12,8 +12,9 @@ from ..signals import View
 def draw_micrograph(view: View, title: str, subtitle: str, original: dict) -> Drawn:
     ay, ax = view.sig
     canvas, draw = new_canvas("L", title, join_parts(subtitle, f"image {dims([ax.size, ay.size])}"))
-    bar = image_panel(canvas, draw, view.data, ay, ax, (0, HEADER, SIZE, SIZE),
-                      **_sem_data_bar(original, ay.size))
+    bar = image_panel(
+        canvas, draw, view.data, ay, ax, (0, HEADER, SIZE, SIZE), **_sem_data_bar(original, ay.size)
+    )
     return Drawn(canvas, "image", bar)
 
 

@@ -82,12 +82,19 @@ def _tick_labels(values: list[float], step: float) -> list[str]:
             factor, suffix = (1e3 if s == "k" else f), s
             break
     digits = max(0, -math.floor(math.log10(step / factor) + 1e-9))
-    return [f"{v / factor:.{min(digits, 6)}f}{suffix}" if abs(v) > 1e-12 * max(1, top) else "0"
-            for v in values]
+    return [
+        f"{v / factor:.{min(digits, 6)}f}{suffix}" if abs(v) > 1e-12 * max(1, top) else "0"
+        for v in values
+    ]
 
 
-def plot_spectrum(canvas: Image.Image, draw: ImageDraw.ImageDraw, y: np.ndarray, spec: PlotSpec,
-                  box: tuple[int, int, int, int]) -> tuple[int, int]:
+def plot_spectrum(
+    canvas: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    y: np.ndarray,
+    spec: PlotSpec,
+    box: tuple[int, int, int, int],
+) -> tuple[int, int]:
     """Line plot of y (channels evenly spread over spec's x range) in box; returns the plot's
     left and right edges in pixels."""
     font, label_font = load_font(12), load_font(13)
@@ -140,10 +147,20 @@ def plot_spectrum(canvas: Image.Image, draw: ImageDraw.ImageDraw, y: np.ndarray,
     draw.line(upper, fill=LINE, width=2 if n <= width else 1, joint="curve")
     draw.rectangle((left, top, right, bottom), outline=INK)
 
-    draw.text(((left + right) / 2, bottom + 24), clip(spec.xlabel, label_font, width),
-              font=label_font, fill=INK, anchor="ma")
-    vertical_text(canvas, clip(spec.ylabel, label_font, bottom - top), label_font, box[0] + 4,
-                   (top + bottom) / 2)
+    draw.text(
+        ((left + right) / 2, bottom + 24),
+        clip(spec.xlabel, label_font, width),
+        font=label_font,
+        fill=INK,
+        anchor="ma",
+    )
+    vertical_text(
+        canvas,
+        clip(spec.ylabel, label_font, bottom - top),
+        label_font,
+        box[0] + 4,
+        (top + bottom) / 2,
+    )
     return left, right
 
 

@@ -23,8 +23,9 @@ from ..signals import Axis, Signal, View, title_of
 from .spectrum import plot_spectrum, spectrum_plot_spec
 
 
-def draw_spectrum_image(view: View, title: str, subtitle: str, metadata: dict,
-                        navigator: tuple[str, Signal] | None) -> Drawn:
+def draw_spectrum_image(
+    view: View, title: str, subtitle: str, metadata: dict, navigator: tuple[str, Signal] | None
+) -> Drawn:
     (ay, ax), (axis,) = view.nav, view.sig
     spec = spectrum_plot_spec(axis, metadata)
     stride = stride_for((ay.size, ax.size), axis.size * view.data.dtype.itemsize)
@@ -38,17 +39,21 @@ def draw_spectrum_image(view: View, title: str, subtitle: str, metadata: dict,
         bar = image_panel(canvas, draw, image.data, *image.axes, top)
     else:
         caption = what = "sum over " + (spec.xlabel.split(" (")[0].lower() or "the spectrum")
-        sums_axes = [Axis(sums.shape[0], ay.scale * stride, 0, ay.units),
-                     Axis(sums.shape[1], ax.scale * stride, 0, ax.units)]
+        sums_axes = [
+            Axis(sums.shape[0], ay.scale * stride, 0, ay.units),
+            Axis(sums.shape[1], ax.scale * stride, 0, ax.units),
+        ]
         bar = image_panel(canvas, draw, sums, *sums_axes, top)
     draw_caption(draw, caption, 0, HEADER + 1, SIZE)
     plot_spectrum(canvas, draw, in_order(spectrum, axis), spec, (0, top[3] + 4, SIZE, SIZE))
-    return Drawn(canvas, f"spectrum image: {what} and sum spectrum{every(stride)}", bar,
-                 spec.xlabel)
+    return Drawn(
+        canvas, f"spectrum image: {what} and sum spectrum{every(stride)}", bar, spec.xlabel
+    )
 
 
-def navigator_for(view: View, views: list[View], signals: list[Signal],
-                  name: str) -> tuple[str, Signal] | None:
+def navigator_for(
+    view: View, views: list[View], signals: list[Signal], name: str
+) -> tuple[str, Signal] | None:
     """An image in the same file with the spectrum image's shape (Velox HAADF, Bruker BSE)."""
     ny, nx = (a.size for a in view.nav)
     best = None
