@@ -1,7 +1,7 @@
 """A local stand-in for the Google Batch service, for the tests only.
 
 Google Batch has no emulator, so this is the one place where a Google service is answered by
-something else: run this file with the Python of the `batch` venv instead of ``python -m
+something else: run this file with the Python of the image's environment instead of ``python -m
 snakemake`` and it is Snakemake, with the real executor plugin, the real profile and Snakefile,
 except that ``google.cloud.batch_v1.BatchServiceClient`` (and the Cloud Logging client the plugin
 reads task logs with) are answered here. Storage stays the real emulator.
@@ -14,7 +14,7 @@ Each created Job runs as Batch runs it, as far as one machine can:
 - the container runnable's entrypoint and commands as the image's user (uid 1000, gid 100, as
   NB_UID/NB_GID of the Jupyter images), with the plugin's volume (the same mapped folder) as the
   working directory and the runnable's environment. There is no container engine, so the
-  container's ``python`` is the `batch-task` venv's (``MNB_BATCH_TASK_PYTHON``, first on PATH:
+  container's ``python`` is the Batch-task venv's (``MNB_BATCH_TASK_PYTHON``, first on PATH:
   what the image has, from a Python uid 1000 can run) and the VM's credentials are the
   emulator's settings, with its storage calls recorded as ``batch-job``'s;
 - installers (pip, conda, apt-get, wget, curl, ...) first on every runnable's PATH are
@@ -50,7 +50,7 @@ WORKDIR = "/tmp/workdir"  # the plugin's host folder and container volume
 PREEMPTED = 50001  # the exit code Batch gives a task whose spot VM was preempted
 STATE = batch_v1.JobStatus.State
 OUT = Path(os.environ.get("MNB_BATCH_STANDIN") or tempfile.mkdtemp(prefix="batch-standin-"))
-# The image's Python: a venv of the `batch-task` group (nox makes it) from an interpreter the
+# The image's Python: a venv of the image's list (nox makes it) from an interpreter the
 # image's user can run, as the image's conda Python is.
 TASK_PYTHON = os.environ.get("MNB_BATCH_TASK_PYTHON", sys.executable)
 # Installers and downloaders on PATH ahead of the real ones: a runnable that calls one is recorded
@@ -257,7 +257,7 @@ class _JobRun(threading.Thread):
     @staticmethod
     def _container_env(home: Path) -> dict[str, str]:
         """What the image and the VM give the container: the image's user and Python (here the
-        batch venv's), and storage credentials (here the emulator's settings)."""
+        Batch-task venv's), and storage credentials (here the emulator's settings)."""
         env = {
             "HOME": str(home),
             "USER": "jovyan",

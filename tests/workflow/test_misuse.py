@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -175,6 +176,13 @@ def _fake_sign_in(tmp_path: Path) -> Path:
     return adc
 
 
+def _python_without_packages(tmp_path: Path) -> str:
+    """A Python with the standard library only: the image's environment has the Batch plugin."""
+    venv = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    return str(venv / "bin" / "python")
+
+
 def test_google_batch_path_misuse(batch_python: str, gcs, storage_env, tmp_path: Path) -> None:
     checkout = tmp_path / "checkout"  # the launcher runs Snakemake from the checkout's root
     shutil.copytree(WORKFLOW, checkout / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
@@ -217,7 +225,7 @@ def test_google_batch_path_misuse(batch_python: str, gcs, storage_env, tmp_path:
             r"cannot use 'My Project' \(from --project\) as a Google Cloud project: a project ID",
         ),
         "the plugin missing": (
-            sys.executable,
+            _python_without_packages(tmp_path),
             ["--project", "mnb-offline-check", *config],
             bare,
             r"needs Snakemake's Google Batch plugin, which is not installed",
