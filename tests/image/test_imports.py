@@ -26,8 +26,8 @@ def test_the_image_provides_everything_the_book_and_the_job_import(source: Path)
     local = imports.local_names(SCRIPTS) if source.suffix == ".py" else set()
     names = [name for cell in code for name in imports.imports(cell)]
     assert not imports.unprovided(names, local, MODULES), (
-        "imported but not in image/packages.txt (or not mapped in "
-        "src/microscopy_notebook/image/packages.py)"
+        "imported but not in image/packages.txt (or not in IMPORT_NAMES of "
+        "microscopy_notebook.image.packages)"
     )
 
 
