@@ -69,14 +69,16 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """Lint in seconds: ruff over the tree, snakemake --lint over the workflow, hadolint."""
+    """Lint in seconds: ruff, the notebooks' code, snakemake --lint, hadolint; format check."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.install("--no-deps", "--editable", str(ROOT), "packaging")
-    # `snakemake --lint` with the image's Snakemake (jsonschema, which the Snakefile's config
-    # check needs while it is read, comes with it)
-    session.install(*_image_requirements(session, "python", "snakemake"))
+    # From the image's list: `snakemake --lint` with the image's Snakemake (jsonschema, which the
+    # Snakefile's config check needs while it is read, comes with it), and jupytext, which reads
+    # the book's MyST notebooks as JupyterLab opens them.
+    session.install(*_image_requirements(session, "python", "snakemake", "jupytext"))
+    session.run("ruff", "format", "--check", str(ROOT))
     session.run("ruff", "check", "--output-format", "concise", *session.posargs, str(ROOT))
-    session.run("python", "-m", "microscopy_notebook.lint")  # snakemake --lint and hadolint
+    session.run("python", "-m", "microscopy_notebook.lint")  # notebooks, snakemake, hadolint
 
 
 # `nox -s tests`: everything but the book, so one test costs seconds, not a site build.

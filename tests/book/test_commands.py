@@ -315,7 +315,7 @@ def test_first_jobs_batch_command_runs_in_the_image_and_makes_the_local_runs_pic
         assert [b.name for b in gcs.list_blobs(bucket, prefix="snakemake-work/")] == []
 
         # The page sends the reader to the job submitter's roles: they grant every call.
-        roles, people = roles_table.load()
+        _, people = roles_table.load()
         calls = emulator.calls.list()
         api = set((out / "api-permissions.log").read_text().split())
         for who, seen in (

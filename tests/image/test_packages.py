@@ -97,7 +97,7 @@ def test_conda_specs_translate_to_python_specifiers(conda: str, pep440: str) -> 
     ],
 )
 def test_the_list_refuses_lines_it_cannot_check(bad: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"line \d+:|listed more than once|spec|wildcard|write ="):
         packages.parse(bad)
 
 

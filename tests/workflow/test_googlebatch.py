@@ -323,7 +323,7 @@ def test_ctrl_c_in_the_submitting_terminal_deletes_the_running_batch_job(
     it, however slow the machine."""
     holding = "render task running: waiting for Ctrl-C"
     hold = f"{PROFILE['precommand']} && echo '{holding}' && sleep 600"
-    argv, env, out, checkout, bucket = batch_command(
+    argv, env, out, checkout, _ = batch_command(
         gcs, batch_env, batch_python, task_python, "--precommand", hold
     )
 

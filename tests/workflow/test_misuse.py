@@ -106,8 +106,10 @@ def test_local_path_misuse(emulator, gcs, storage_env, tmp_path: Path) -> None:
         ),
         "malformed config.yaml": (
             [raw, out],
-            r"config\.yaml is not valid YAML at line 2, "
-            r"column 1: found character '\\t'",
+            (
+                r"config\.yaml is not valid YAML at line 2, "
+                r"column 1: found character '\\t'"
+            ),
         ),
     }
     with sources_unchanged(gcs, bucket, "raw/"):
@@ -202,15 +204,19 @@ def test_google_batch_path_misuse(batch_python: str, gcs, storage_env, tmp_path:
             batch_python,
             ["--project", "mnb-offline-check", *config],
             dict(bare, GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "missing.json")),
-            r"GOOGLE_APPLICATION_CREDENTIALS points at \S+missing\.json, which does not exist\. "
-            r".*gcloud auth application-default login",
+            (
+                r"GOOGLE_APPLICATION_CREDENTIALS points at \S+missing\.json, "
+                r"which does not exist\. .*gcloud auth application-default login"
+            ),
         ),
         "never signed in": (
             batch_python,
             ["--project", "mnb-offline-check", *config],
             bare,
-            r"found no Google credentials .*run `gcloud auth application-default login "
-            r"--no-launch-browser`",
+            (
+                r"found no Google credentials .*run `gcloud auth application-default login "
+                r"--no-launch-browser`"
+            ),
         ),
         "no project": (
             batch_python,

@@ -14,8 +14,10 @@ book build (``-W``) fails: the page cannot promise roles that would not let the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 from docutils import nodes
@@ -60,7 +62,9 @@ def ungranted(roles: dict, person: Person) -> list[str]:
 
 class RolesTable(SphinxDirective):
     required_arguments = 1
-    option_spec = {"iam": directives.unchanged}  # another iam.yaml, relative to the page
+    option_spec: ClassVar[dict[str, Callable[[str], object]]] = {
+        "iam": directives.unchanged
+    }  # another iam.yaml, relative to the page
 
     def run(self) -> list[nodes.Node]:
         path = IAM

@@ -155,7 +155,7 @@ def _read_ser(path: Path, base: str) -> list[dict]:
         if emi.exists():
             try:
                 objects = tia.get_xml_info_from_emi(str(emi)) or None
-            except Exception:  # a broken .emi must not cost the data its preview
+            except Exception:  # noqa: BLE001 - a broken .emi must not cost the data its preview
                 objects = None
     return tia.ser_reader(str(path), objects, lazy=False)
 
