@@ -1,0 +1,28 @@
+"""``python -m microscopy_notebook.book.build ARGS``: jupyter-book's own command line, less a
+second of start-up.
+
+jupyter-book imports jsonschema to check ``_config.yml``; jsonschema, at import, compiles the 38
+grammars of ``rfc3987-syntax`` (for its "iri" formats) whenever that package is installed, as
+JupyterLab's jupyter-events installs it in the image and in the test environment: 0.8 s of every
+build, a no-change rebuild included, for a format no schema of the book uses. Here jsonschema
+finds it missing and leaves the "iri" formats unchecked; everything else is jupyter-book as is.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.modules.setdefault("rfc3987_syntax", None)  # `import rfc3987_syntax` raises ImportError
+    from jupyter_book.cli.main import main as jupyter_book
+
+    try:
+        jupyter_book(args=argv, prog_name="jupyter-book")
+    except SystemExit as done:  # click ends with SystemExit, its code the build's result
+        return done.code if isinstance(done.code, int) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
