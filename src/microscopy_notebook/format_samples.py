@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import shutil
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,8 +69,9 @@ def _read(path: Path) -> dict:
     return max(dicts, key=lambda d: np.asarray(d["data"]).size)
 
 
-def _save(source: str, title: str, **kwargs) -> Callable[[Path, Path], None]:
-    """A real sample loaded and saved by HyperSpy, whose writers make .hspy, .zspy and .prz."""
+def _save(source: str, title: str, zipped: bool = False) -> Callable[[Path, Path], None]:
+    """A real sample loaded and saved by HyperSpy, whose writers make .hspy, .zspy and .prz;
+    ``zipped``: a .zspy folder packed as zarr's zip store reads it (one object, not a folder)."""
 
     def make(root: Path, dest: Path) -> None:
         import hyperspy.api as hs
@@ -78,7 +80,16 @@ def _save(source: str, title: str, **kwargs) -> Callable[[Path, Path], None]:
         if isinstance(signal, list):
             signal = max(signal, key=lambda s: s.data.size)
         signal.metadata.General.title = title
-        signal.save(dest, overwrite=True, **kwargs)
+        if not zipped:
+            signal.save(dest, overwrite=True)
+            return
+        folder = dest.with_name("folder" + dest.suffix)
+        with warnings.catch_warnings():  # zarr 2's store is deprecated in favour of zarr 3's
+            warnings.simplefilter("ignore", FutureWarning)
+            signal.save(folder, overwrite=True, show_progressbar=False)
+        with zipfile.ZipFile(dest, "w") as zf:  # uncompressed: zarr compressed the chunks
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                zf.write(path, path.relative_to(folder).as_posix())
 
     return make
 
@@ -255,8 +266,7 @@ SAMPLES: tuple[FormatSample, ...] = (
         _save(
             "dm4/MonoCL_linescan.dm4",
             "CL line scan",
-            store_type="zip",
-            show_progressbar=False,
+            zipped=True,
         ),
     ),
     FormatSample(
