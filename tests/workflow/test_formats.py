@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import shutil
 import tracemalloc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,8 @@ def test_a_merlin_mib_reads_the_scan_shape_from_its_hdr(format_dir: Path, tmp_pa
     # without its .hdr: the shape from the frames' time stamps (a pause before each line)
     alone = tmp_path / "diffraction_scan.mib"
     shutil.copy(format_dir / "merlin/diffraction_scan.mib", alone)
+    (guessed,) = signals.read_signals(alone, alone.name)
+    assert guessed.data.shape == (3, 2, 144, 144)
     p = preview.make_preview(alone)
     assert p.ok and p.kind == "4d", p.error
     only_hdr = tmp_path / "lonely.hdr"
@@ -215,3 +218,18 @@ def test_a_file_of_another_format_says_what_it_is_not(
     shutil.copy(format_dir / "dm3/multi_signal.dm3", wrong)
     p = preview.make_preview(wrong)
     assert (p.ok, p.error) == (False, f"unreadable: {MISNAMED[extension]}")
+
+
+def test_a_zspy_saved_as_the_formats_page_says_is_read(format_dir: Path, tmp_path: Path) -> None:
+    """The page tells HyperSpy users to save with ``store_type="zip"``: one file the job reads."""
+    import hyperspy.api as hs
+
+    signal = hs.load(format_dir / "dm3/multi_signal.dm3")[0]
+    path = tmp_path / "name.zspy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        signal.save(path, store_type="zip")
+    assert path.is_file()
+    p = preview.make_preview(path)
+    assert (p.ok, p.kind, p.title) == (True, "image", "HAADF")
+    assert p.scalebar == "2 nm"  # as the .dm3's own preview: the calibration came along
