@@ -16,7 +16,10 @@ book's ``_build/formats/`` (never committed), from where Sphinx copies them with
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from docutils import nodes
@@ -52,7 +55,8 @@ class FormatsTable(SphinxDirective):
         rows = []
         for fmt in formats.FORMATS:
             sample = format_samples.BY_NAME[shown[fmt.extensions[0]]]
-            made = preview.make_preview(root / sample.name, sample.name)
+            with _quiet("rsciio"):  # readers log notes about their files (the job's, not ours)
+                made = preview.make_preview(root / sample.name, sample.name)
             if not made.ok:
                 raise self.error(f"formats-table: {sample.name}: {made.error}")
             png = out / f"{fmt.extensions[0].lstrip('.')}.png"
@@ -96,6 +100,17 @@ class FormatsTable(SphinxDirective):
         cell += image
         cell += nodes.paragraph(text=made.shown)
         return cell
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def setup(app: Sphinx) -> dict[str, object]:
