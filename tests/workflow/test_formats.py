@@ -73,6 +73,19 @@ def test_each_formats_sample_gets_its_preview(format_dir: Path, extension: str) 
     assert (g[:HEADER] < 128).sum() > 100  # the title is written
 
 
+@pytest.mark.parametrize("extension", EXPECTED)
+def test_a_large_file_read_lazily_gets_the_same_preview(
+    format_dir: Path, extension: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above LAZY_BYTES a file is read lazily where its reader can: the same preview."""
+    name = format_samples.preview_samples()[extension]
+    whole = preview.make_preview(format_dir / name, name)
+    monkeypatch.setattr(signals, "LAZY_BYTES", 0)
+    lazily = preview.make_preview(format_dir / name, name)
+    assert lazily.ok, lazily.error
+    assert lazily.png == whole.png
+
+
 def test_the_readers_of_the_new_formats_get_the_samples_calibration(format_dir: Path) -> None:
     """What the writers put in comes back through the job's reading."""
     (spc,) = signals.read_signals(format_dir / "edax/EDS_spectrum.spc", "EDS_spectrum.spc")

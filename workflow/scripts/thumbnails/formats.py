@@ -141,6 +141,9 @@ FORMATS: tuple[Format, ...] = (
         "images, spectra and stacks",
         _ZIP,
         "Panta Rhei .prz",
+        # its lazy mode maps data.npy inside the zip, which fails when the zip is compressed,
+        # as HyperSpy writes it ("mmap length is greater than file size")
+        eager=True,
     ),
     Format(
         "PNG picture",
