@@ -54,7 +54,7 @@ FORMATS: tuple[Format, ...] = (
         "TIFF",
         (".tif", ".tiff"),
         "tiff",
-        "SEM and TEM images (FEI/Thermo Fisher, Zeiss, Hitachi, JEOL, TESCAN tags read)",
+        "SEM and TEM images, calibrated from FEI/Thermo Fisher, Zeiss, TVIPS, Olympus, JEOL tags",
         (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
     ),
     Format(
@@ -138,7 +138,7 @@ FORMATS: tuple[Format, ...] = (
         "CEOS Panta Rhei",
         (".prz",),
         "pantarhei",
-        "images, spectra and stacks",
+        "images and stacks; calibrated when written by Panta Rhei 24.03 or later",
         _ZIP,
         "Panta Rhei .prz",
         # its lazy mode maps data.npy inside the zip, which fails when the zip is compressed,
