@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Container
 from pathlib import Path, PurePosixPath
 
 # extension -> rosettasciio plugin
@@ -51,13 +52,17 @@ def is_previewable(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in READERS
 
 
-def companion_names(name: str) -> list[str]:
+def companion_names(name: str, listed: Container[str] | None = None) -> list[str]:
     """Other object names that must sit beside ``name`` to read it fully: a TIA ``foo_1.ser``
-    keeps its metadata (calibration units, date) in ``foo.emi``."""
+    keeps its metadata (calibration units, date) in ``foo.emi``. With ``listed`` (the names
+    there are), each as it is spelled there: ``foo.EMI`` beside ``foo_1.ser`` is its companion."""
     match = SER_SERIES.match(name)
     if not match:
         return []
-    return [match["stem"] + (".EMI" if name.endswith(".SER") else ".emi")]
+    spelt = [match["stem"] + (".EMI" if name.endswith(".SER") else ".emi")]
+    if listed is not None:
+        spelt += [match["stem"] + ext for ext in (".emi", ".EMI", ".Emi")]
+    return [next((c for c in spelt if c in listed), spelt[0]) if listed is not None else spelt[0]]
 
 
 def wrong_format(path: Path, suffix: str) -> str | None:

@@ -56,7 +56,17 @@ from .draw.spectrum import draw_spectrum
 from .draw.spectrum_image import draw_spectrum_image, navigator_for
 from .draw.stack import draw_stack
 from .formats import COMPANION_ONLY, READERS, companion_names, truncation
-from .signals import Signal, Unreadable, View, read_signals, size_of, title_of, view_of
+from .signals import (
+    BUDGET,
+    Beside,
+    Signal,
+    Unreadable,
+    View,
+    read_signals,
+    size_of,
+    title_of,
+    view_of,
+)
 
 __all__ = ["PREVIEW_SIZE", "Preview", "make_preview"]
 
@@ -81,6 +91,12 @@ def _reason(exc: BaseException, path: Path, base: str) -> str:
         return str(exc)
     if isinstance(exc, MemoryError):
         return "too large to preview: out of memory"
+    text = str(exc)
+    eof = re.search(r"truncated file: eof = (\d+).*?stored_eof = (\d+)", text)  # HDF5
+    if eof:
+        return f"unreadable: file is truncated (has {eof[1]} of {eof[2]} bytes)"
+    if "mmap length is greater than file size" in text:  # a memory map past the file's end
+        return "unreadable: file is truncated (its data runs past the end of the file)"
     if isinstance(exc, ModuleNotFoundError):
         return f"unreadable: needs the Python package '{exc.name}'"
     lines = str(exc).replace(str(path), base).strip().splitlines()
@@ -96,7 +112,7 @@ def _reason(exc: BaseException, path: Path, base: str) -> str:
     if len(message) > 160:
         message = message[:159] + "…"
     reason = f"unreadable: {message}"
-    missing = [c for c in companion_names(base) if not path.with_name(c).exists()]
+    missing = [c for c in companion_names(base, Beside(path)) if not path.with_name(c).exists()]
     if missing:
         reason += f" (its companion {missing[0]} was not beside it)"
     return reason
@@ -118,10 +134,11 @@ def _placeholder(name: str, title: str, reason: str, signals: int = 0) -> Previe
     return Preview(encode_png(img), False, "placeholder", title, signals, "placeholder", reason)
 
 
-def make_preview(path: Path, name: str | None = None) -> Preview:
+def make_preview(path: Path, name: str | None = None, budget: int = BUDGET) -> Preview:
     """The preview of one file. Never raises for bad file content: an unreadable or unsupported
     file gives a placeholder with ``ok=False`` and ``error`` set. ``name`` is the object name
-    used in messages (defaults to the file name)."""
+    used in messages (defaults to the file name). ``budget``: the most decoded data the preview
+    may hold at once; larger files are read in pieces, or get a placeholder saying why."""
     path = Path(path)
     name = name or path.name
     base = PurePosixPath(name).name
@@ -140,7 +157,7 @@ def make_preview(path: Path, name: str | None = None) -> Preview:
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            signals = read_signals(path, base)
+            signals = read_signals(path, base, budget)
             if not signals:
                 raise Unreadable("unreadable: no data found in the file")
             views = [view_of(s) for s in signals]
