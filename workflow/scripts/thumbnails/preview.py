@@ -31,6 +31,12 @@ Files holding several signals: the richest one is drawn (spectrum image > 4D > i
 the image. Navigation dimensions beyond two are shown at their first index, and the note says so.
 A TIA ``.ser`` is read with the metadata of its ``.emi`` when that sits beside it, alone otherwise.
 
+Large files: what the header says a file decodes to decides how it is read. Past
+``signals.LAZY_BYTES`` the data stays in the file and is read in pieces, in the order its bytes lie
+(``stored``); a file decoding to more than ``budget`` (``signals.BUDGET``) whose format is read
+only whole, or whose pieces are each larger, gets a placeholder: "too large to preview: decodes
+to 6.7 GiB, more than the 512 MiB a preview may hold, ...".
+
 Where the rest is: ``formats`` (which files, which reader), ``signals`` (reading, kinds),
 ``reduce`` (bounded memory: data read in bands; spectrum images and 4D data read at most
 ``READ_BUDGET`` bytes, beyond that one scan position in n each way, as ``Preview.shown`` says),

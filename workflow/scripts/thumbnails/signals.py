@@ -1,9 +1,11 @@
 """Reading: a file's signals through its RosettaSciIO reader, and which of them is what kind.
 
-Readers are imported on first use, straight from ``rsciio`` (no ``hyperspy.api``). Files over
-``LAZY_BYTES`` are read lazily (memory maps or dask) where the reader can. A ``Signal`` is the
-data with its calibrated axes and metadata; a ``View`` is a signal laid out for drawing, navigation
-axes first, with its kind: spectrum, linescan, image, image-stack, spectrum-image or 4d.
+Readers are imported on first use, straight from ``rsciio`` (no ``hyperspy.api``). What a file
+decodes to is read from its header first (``header_of``): data of more than ``LAZY_BYTES`` is left
+in the file and read in pieces in the order its bytes lie (``stored``), and data of more than the
+budget that its format cannot read in pieces gets a reason instead (``Unreadable``). A ``Signal``
+is the data with its calibrated axes and metadata; a ``View`` is a signal laid out for drawing,
+navigation axes first, with its kind: spectrum, linescan, image, image-stack, spectrum-image or 4d.
 """
 
 from __future__ import annotations
