@@ -31,6 +31,8 @@ JOB_PACKAGES = (
     "h5py",
     "sparse",
     "dask-core",  # lazy reads of files over thumbnails.signals.LAZY_BYTES
+    "zarr",  # HyperSpy's zipped .zspy files
+    "scikit-image",  # rosettasciio's ASTAR .blo reader imports it
     "google-cloud-storage",
     "google-api-core",
     "google-auth",
