@@ -1,6 +1,8 @@
 """The stored table of the samples' previews, ``preview_hashes.json`` beside this file: for every
-sample file, a copy of each cut to half its length (the truncation and placeholder paths) and an
-empty file, the hash of the preview's pixels and what the preview says it shows. A change to the
+sample file (`microscopy_notebook.cloud.samples`, the guide's buckets), a copy of each cut to half
+its length (the truncation and placeholder paths), every format's sample
+(`microscopy_notebook.format_samples`, under ``formats/``) and an empty file, the hash of the
+preview's pixels and what the preview says it shows. A change to the
 job's library that changes a preview fails ``test_preview_hashes`` until the table is written
 again, on purpose, in the same commit::
 
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from microscopy_notebook import format_samples
 from microscopy_notebook.cloud import samples
 from thumbnails.preview import make_preview
 
@@ -34,7 +37,8 @@ LIBRARIES = ("pillow", "numpy", "rosettasciio", "matplotlib")  # what a preview'
 
 
 def cases(work: Path) -> list[tuple[Path, str]]:
-    """(path, object name) of every sample, a half-length copy of each, and an empty file."""
+    """(path, object name) of every sample, a half-length copy of each, every format's sample
+    and an empty file."""
     found = []
     source = samples.files()
     for sample in samples.SAMPLES:
@@ -48,6 +52,8 @@ def cases(work: Path) -> list[tuple[Path, str]]:
         data = path.read_bytes()
         cut.write_bytes(data[: len(data) // 2])
         found.append((cut, f"truncated/{sample.name}"))
+    formats = format_samples.files()
+    found += [(formats / s.name, f"formats/{s.name}") for s in format_samples.SAMPLES]
     empty = work / "empty" / "empty.dm3"
     empty.parent.mkdir(parents=True, exist_ok=True)
     empty.write_bytes(b"")
