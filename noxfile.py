@@ -30,9 +30,9 @@ IMAGE_ENV = ROOT / ".nox" / "image-env"
 PY = str(IMAGE_ENV / "bin" / "python")  # named in full: nox looks commands up on its own PATH
 
 
-def _image_env(session: nox.Session) -> list[str]:
-    """Make or update the image's environment and put it first on PATH; return the image's
-    requirements. An environment that is up to date costs a second."""
+def _image_env(session: nox.Session) -> None:
+    """Make or update the image's environment and put it first on PATH. An environment that is up
+    to date costs seconds."""
     uv_pip = ("uv", "pip", "install", "--quiet", "--python", PY)
     if not Path(PY).exists():
         session.run("uv", "venv", "--quiet", "--python", PYTHON, str(IMAGE_ENV), external=True)
@@ -44,7 +44,6 @@ def _image_env(session: nox.Session) -> list[str]:
     session.run(*uv_pip, *listed, *nox.project.dependency_groups(PYPROJECT, "test"), external=True)
     session.env["VIRTUAL_ENV"] = str(IMAGE_ENV)
     session.env["PATH"] = f"{IMAGE_ENV / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    return listed
 
 
 def _image_requirements(session: nox.Session, python: str, *names: str) -> list[str]:
@@ -88,7 +87,7 @@ SITE_TESTS = ["tests/book"]
 TESTS = ["tests/workflow", "tests/cloud", "tests/image", "tests/bench", "tests/repo"]
 
 
-def _pytest(session: nox.Session, listed: list[str], default_paths: list[str]) -> None:
+def _pytest(session: nox.Session, default_paths: list[str]) -> None:
     """pytest on the session's folders, or on the files and node ids after ``--``."""
     named = [a for a in session.posargs if (ROOT / a.split("::", 1)[0]).exists()]
     session.run(
@@ -100,26 +99,26 @@ def _pytest(session: nox.Session, listed: list[str], default_paths: list[str]) -
         "--durations=12",  # the slowest tests, where the suite's 8-minute budget goes
         *session.posargs,
         *([] if named else default_paths),
-        env={"MNB_BATCH_TASK_PYTHON": _task_python(session, listed)},
+        env={"MNB_BATCH_TASK_PYTHON": _task_python(session)},
     )
 
 
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """Test the workflow, cloud, image spec, benchmarks and repository: no book, no browser."""
-    listed = _image_env(session)
+    _image_env(session)
     _use_images_gsutil(session)  # the workflow and image tests run the image's gsutil
     session.log("no book build: the site's tests run in `nox -s site`")
-    _pytest(session, listed, TESTS)
+    _pytest(session, TESTS)
 
 
 @nox.session(venv_backend="none")
 def site(session: nox.Session) -> None:
     """Build the book, then run the site, browser, JupyterLab, download, link and publish tests."""
-    listed = _image_env(session)
+    _image_env(session)
     _ensure_chromium(session)  # tests/book/test_browser.py drives Debian's chromium
     build_book(session)  # the site tests read what the docs session would publish
-    _pytest(session, listed, SITE_TESTS)
+    _pytest(session, SITE_TESTS)
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -250,9 +249,9 @@ def _use_images_gsutil(session: nox.Session) -> None:
         session.env["PATH"] = f"{shim}{os.pathsep}{path}"
 
 
-def _task_python(session: nox.Session, listed: list[str]) -> str:
+def _task_python(session: nox.Session) -> str:
     """The venv the tests' Google Batch stand-in runs tasks with, as the image's user (uid 1000):
-    the image's list (``listed``), as the image's container gives a task on Batch.
+    the image's lines for what a task runs (`job_env.TASK_PACKAGES`), at the list's bounds.
 
     That user must be able to run its interpreter: a Python under /root (pyenv, uv's own) will not
     do, so the venv is made from the first candidate every user can reach; and it lives in the
@@ -287,7 +286,7 @@ def _task_python(session: nox.Session, listed: list[str]) -> str:
         "--quiet",
         "--python",
         str(python),
-        *listed,
+        *session.run(PY, "-m", "microscopy_notebook.image.job_env", "--tasks", silent=True).split(),
         external=True,
     )
     if not reachable(python.parent):

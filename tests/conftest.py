@@ -58,8 +58,8 @@ def batch_python() -> str:
 @pytest.fixture(scope="session")
 def task_python() -> str:
     """The python the Batch stand-in runs tasks with as the image's user: a venv of the image's
-    list outside the checkout, from a Python uid 1000 can run (`nox -s tests` makes it and sets
-    MNB_BATCH_TASK_PYTHON)."""
+    lines for what a task runs (`job_env.TASK_PACKAGES`), outside the checkout, from a Python uid
+    1000 can run (`nox -s tests` makes it and sets MNB_BATCH_TASK_PYTHON)."""
     python = os.environ.get("MNB_BATCH_TASK_PYTHON", "")
     if not python or not Path(python).exists():
         pytest.fail("no venv for Batch tasks: `nox -s tests` makes one, MNB_BATCH_TASK_PYTHON")

@@ -50,8 +50,8 @@ WORKDIR = "/tmp/workdir"  # the plugin's host folder and container volume
 PREEMPTED = 50001  # the exit code Batch gives a task whose spot VM was preempted
 STATE = batch_v1.JobStatus.State
 OUT = Path(os.environ.get("MNB_BATCH_STANDIN") or tempfile.mkdtemp(prefix="batch-standin-"))
-# The image's Python: a venv of the image's list (nox makes it) from an interpreter the
-# image's user can run, as the image's conda Python is.
+# The image's Python: a venv of the image's lines for what a task runs (nox makes it) from an
+# interpreter the image's user can run, as the image's conda Python is.
 TASK_PYTHON = os.environ.get("MNB_BATCH_TASK_PYTHON", sys.executable)
 # Installers and downloaders on PATH ahead of the real ones: a runnable that calls one is recorded
 # in installs.log and fails, as it would on a VM with no route to the internet.

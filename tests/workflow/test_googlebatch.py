@@ -402,14 +402,14 @@ def test_the_first_jobs_profile_runs_its_task_as_this_profile_does() -> None:
 
 
 def test_what_a_task_runs_with_is_in_the_image_list_at_versions_it_allows(task_python: str) -> None:
-    """The stand-in's tasks run with the image's list (nox installs it into their venv): each of
-    its packages must be installed there at a version the list allows, so a task on Batch gets
-    what the tests ran (jsonschema comes with Snakemake, in the image as here)."""
+    """The stand-in's tasks run with the image's lines for what a task runs (nox installs them into
+    their venv): each must be installed there at a version the list allows, so a task on Batch
+    gets what the tests ran (jsonschema comes with Snakemake, in the image as here)."""
     from packaging.requirements import Requirement
 
-    from microscopy_notebook.image import packages
+    from microscopy_notebook.image import job_env, packages
 
-    listed = {p.pypi.lower(): p for p in packages.load()}
+    listed = {p.pypi.lower(): p for p in packages.load() if p.name in job_env.TASK_PACKAGES}
     names = list(listed)
     script = (
         "import importlib.metadata as m, json, sys; "

@@ -3,6 +3,7 @@ image's package list so that each bound is written once, there::
 
     python -m microscopy_notebook.image.job_env           # write it
     python -m microscopy_notebook.image.job_env --check   # fail if it differs from the list
+    python -m microscopy_notebook.image.job_env --tasks   # what a Batch task runs, for pip
 
 The environment is for ``--software-deployment-method conda`` on a machine that has conda but not
 the image. On Google Batch the tasks run in the image itself, and locally the job runs in the
@@ -38,6 +39,17 @@ JOB_PACKAGES = (
     "google-auth",
     "requests",
     "pyyaml",
+)
+
+# What a Google Batch task runs in the image, beyond the job's libraries: Snakemake with its
+# plugins (the task runs one job of the workflow), and hyperspy, which the first job's plot.py
+# (book/examples/first-job) loads its file with. The tests' Batch stand-in installs these lines.
+TASK_PACKAGES = (
+    *JOB_PACKAGES,
+    "snakemake",
+    "snakemake-storage-plugin-gcs",
+    "snakemake-executor-plugin-googlebatch",
+    "hyperspy",
 )
 
 HEADER = """\
@@ -78,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m microscopy_notebook.image.job_env", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--check", action="store_true", help="fail if the file is out of date")
+    parser.add_argument("--tasks", action="store_true", help="print what a Batch task runs")
     args = parser.parse_args(argv)
+    if args.tasks:
+        listed = [p for p in packages.load() if p.name in TASK_PACKAGES]
+        print("\n".join(packages.requirements(listed)))
+        return 0
     text = render()
     if args.check:
         if ENV_FILE.read_text() != text:
