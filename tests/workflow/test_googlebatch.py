@@ -695,8 +695,11 @@ def test_what_each_identity_did_is_what_iam_yaml_measured_and_grants(finished, e
         SUBMITTER: {
             ("project", "batch.jobs.delete"),  # Ctrl-C
             ("coordinator-account", "iam.serviceAccounts.actAs"),  # a run left to Batch
+            ("raw-data", "storage.buckets.get"),  # the first job: Snakemake's storage inputs
+            ("raw-data", "storage.objects.get"),  # (it asks for the input file)
         },
-        JOBS: set(),
+        # the first job's, on its machine: Snakemake's checks of its storage input
+        JOBS: {("raw-data", "storage.buckets.get"), ("raw-data", "storage.objects.list")},
     }
     for who in (SUBMITTER, JOBS):
         seen = needs(done.service, emulator, who, where.where())
