@@ -289,3 +289,43 @@ def test_the_uploaders_command_adds_raw_data_and_can_never_replace_it(tmp_path: 
     needed = iam.by_kind(permissions.recorded_needs(calls), SEEDED)
     print(sorted(needed), [(c.method, c.path) for c in refused])
     assert needed <= uploader.measured(), sorted(needed - uploader.measured())
+
+
+MAINTAINERS = ROOT / "book" / "chapters" / "maintainers-setup.md"
+
+
+def _granted_by_commands(page: Path, model: iam.Model) -> set[tuple[str, str, str]]:
+    """(member, role, kind) of every `... add-iam-policy-binding` command on the page."""
+    import shlex
+
+    examples = {r["example"]: kind for kind, r in model.resources.items()}
+    examples.update({f"projects/{PROJECT}": "project"})
+    out = set()
+    for line in page.read_text().splitlines():
+        if "add-iam-policy-binding" not in line:
+            continue
+        words = shlex.split(line)
+        flags = dict(w[2:].split("=", 1) for w in words if w.startswith("--") and "=" in w)
+        target = words[words.index("add-iam-policy-binding") + 1]
+        if words[1] == "projects":
+            kind = examples[f"projects/{target}"]
+        elif words[1] == "artifacts":
+            region = flags["location"]
+            kind = examples[f"{region}-docker.pkg.dev/{PROJECT}/{target}"]
+        else:
+            kind = examples[target]
+        out.add((flags["member"], flags["role"], kind))
+    return out
+
+
+def test_the_maintainers_commands_grant_exactly_the_tables_rows() -> None:
+    """chapters/maintainers-setup.md's grants, command by command, are iam.yaml's: every row of
+    every table but the maintainer's own (an Owner), nothing more, each on its resource."""
+    model = iam.load()
+    expected = {
+        (person.member, grant.role, grant.at)
+        for person in model.people.values()
+        if person.name != "maintainer"
+        for grant in person.grants
+    }
+    assert _granted_by_commands(MAINTAINERS, model) == expected

@@ -577,10 +577,9 @@ def test_the_logging_read_quota_costs_the_run_a_minute_per_refused_read_and_noth
 
 
 def _hub_settings() -> dict:
-    """The hub's image settings as chapters/maintainers-setup.md shows them (a YAML block)."""
-    text = MAINTAINERS.read_text()
-    (block,) = re.findall(r"```yaml\n(singleuser:.*?)```", text, re.S)
-    return yaml.safe_load(block)["singleuser"]["image"]
+    """The hub's image settings (image/hub.yaml), which chapters/maintainers-setup.md shows."""
+    assert "```{literalinclude} ../../image/hub.yaml" in MAINTAINERS.read_text()
+    return yaml.safe_load((ROOT / "image" / "hub.yaml").read_text())["singleuser"]["image"]
 
 
 def test_the_image_and_the_jobs_account_are_written_once_and_every_reader_agrees() -> None:

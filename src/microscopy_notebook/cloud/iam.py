@@ -54,6 +54,7 @@ class Person:
     needs: dict[tuple[str, str], str]  # (kind, permission) -> "measured" or the platform's why
     pages: tuple[str, ...] = ()  # the book's pages whose commands this person runs
     account: str | None = None  # for a service account: its resource kind (its email there)
+    member: str = ""  # how a grant names this person (group:..., serviceAccount:...)
 
     @property
     def roles(self) -> list[str]:
@@ -65,7 +66,9 @@ class Person:
     def without(self, role: str, on: str | None = None) -> Person:
         """The same person without one role (on one kind, or everywhere): for tests."""
         grants = tuple(g for g in self.grants if not (g.role == role and on in (None, g.at)))
-        return Person(self.name, self.title, grants, self.needs, self.pages, self.account)
+        return Person(
+            self.name, self.title, grants, self.needs, self.pages, self.account, self.member
+        )
 
 
 @dataclass(frozen=True)
@@ -95,13 +98,12 @@ def load(path: Path = IAM) -> Model:
             needs.update({(kind, p): "measured" for p in permissions})
         for kind, reasons in (entry.get("platform") or {}).items():
             needs.update({(kind, p): why for p, why in reasons.items()})
+        account = entry.get("account")
+        member = entry.get("member") or (
+            f"serviceAccount:{data['resources'][account]['example']}" if account else ""
+        )
         people[name] = Person(
-            name,
-            entry["title"],
-            grants,
-            needs,
-            tuple(entry.get("pages", ())),
-            entry.get("account"),
+            name, entry["title"], grants, needs, tuple(entry.get("pages", ())), account, member
         )
     return Model(data["roles"], data["resources"], people)
 
