@@ -314,7 +314,7 @@ def detach(project: str, rest: list[str], settings: dict, account: str) -> int:
     created = batch_v1.BatchServiceClient().create_job(
         parent=f"projects/{project}/locations/{region}", job=job, job_id=f"thumbnails-{run}"
     )
-    me = Path(sys.argv[0]).as_posix() if sys.argv[0].endswith(".py") else "workflow/googlebatch.py"
+    me = "workflow/googlebatch.py"  # from the repository root, as it was started
     print(
         f"submitted {created.name}\n"
         f"  the run is left to Google Batch: you may close this terminal and the hub.\n"

@@ -201,7 +201,36 @@ def test_there_are_batch_blocks_to_check() -> None:
     assert any(b.page.name == "first-job.md" for b in BATCH_BLOCKS)
 
 
-@pytest.mark.parametrize("block", BATCH_BLOCKS, ids=lambda b: f"{_id(b.page)}:{b.line}")
+LAUNCHER = "python workflow/googlebatch.py"  # its lines are rehearsed in test_googlebatch.py
+
+
+@pytest.mark.parametrize(
+    "block",
+    [b for b in BATCH_BLOCKS if b.code.startswith(LAUNCHER)],
+    ids=lambda b: f"{_id(b.page)}:{b.line}",
+)
+def test_launcher_blocks_flags_exist(block: Block, batch_python: str) -> None:
+    """`python workflow/googlebatch.py ...`: its own flags and Snakemake's; the commands
+    themselves are run, as the page has them, by tests/workflow/test_googlebatch.py."""
+    assert "rehearsed offline" in block.options.get("caption", "")
+    launcher = str(ROOT / "workflow" / "googlebatch.py")
+    words = shlex.split(block.code)[2:]
+    sub = ["watch"] if words[:1] == ["watch"] else []
+    usage = " ".join(
+        subprocess.run(
+            [batch_python, *argv, "--help"], capture_output=True, text=True, timeout=120
+        ).stdout
+        for argv in ([launcher, *sub], ["-m", "snakemake"])
+    )
+    flags = {w.split("=")[0] for w in words if w.startswith("--")}
+    assert flags <= set(re.findall(r"--[a-z][a-z0-9-]+", usage)), flags
+
+
+@pytest.mark.parametrize(
+    "block",
+    [b for b in BATCH_BLOCKS if not b.code.startswith(LAUNCHER)],
+    ids=lambda b: f"{_id(b.page)}:{b.line}",
+)
 def test_batch_blocks_flags_exist_and_dry_run_plans(
     block: Block, batch_python: str, gcs, storage_env: dict, tmp_path: Path
 ) -> None:

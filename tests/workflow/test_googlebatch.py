@@ -7,7 +7,9 @@ force: the submitter's, the render jobs' service account's, the coordinator's.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -65,6 +67,16 @@ def buckets(gcs) -> Buckets:
     samples.seed(raw, "raw/", gcs)
     gcs.create_bucket(out)
     return Buckets(raw, out)
+
+
+def page_commands(marker: str) -> list[str]:
+    """The googlebatch.py commands of chapters/google-batch.md that contain ``marker``."""
+    text = (ROOT / "book" / "chapters" / "google-batch.md").read_text()
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith("python workflow/googlebatch.py") and marker in line
+    ]
 
 
 def checkout(folder: Path) -> Path:
@@ -420,6 +432,42 @@ def test_ctrl_c_in_the_submitting_terminal_deletes_the_running_batch_job(
     # (previews the task wrote before it was stopped stay, as the chapter says)
 
 
+def test_a_killed_submitter_leaves_its_running_job_to_finish_and_starts_nothing_more(
+    gcs, emulator, storage_env: dict, batch_python: str, task_python: str, tmp_path: Path
+) -> None:
+    """What the chapter says of a hub that stops the server a terminal run lives in: the
+    coordinating Snakemake is killed (its whole process group, as a stopped container's are),
+    the render job already on Batch runs to its end and writes its previews, nothing else is
+    submitted, and no report is written."""
+    where = buckets(gcs)
+    root = checkout(tmp_path)
+    with batch_service(emulator, task_python, where.where()) as service:
+        proc = subprocess.Popen(
+            launcher(service, root, where, batch_python),
+            cwd=root,
+            env=submitter_env(service, storage_env, tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while not list((service.out / "jobs").glob("render-*.json")):
+            assert time.monotonic() < deadline and proc.poll() is None, "nothing submitted"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        (job,) = service.jobs()
+        name = f"{job['parent']}/jobs/{job['job_id']}"
+        while service.state(name) not in ("SUCCEEDED", "FAILED"):
+            assert time.monotonic() < deadline + 120, service.state(name)
+            time.sleep(0.5)
+        state = service.state(name)
+    assert state == "SUCCEEDED"
+    assert len(service.jobs()) == 1  # nothing submitted after the kill
+    assert len(previews(gcs, where.out, "previews/")) == len(PREVIEWABLE)
+    assert not gcs.bucket(where.out).blob("previews/report.json").exists()
+
+
 # -- runs that do not trip over each other ----------------------------------------------------
 
 
@@ -484,13 +532,22 @@ def test_a_detached_run_is_left_to_batch_and_watched_to_the_end(
     where = buckets(gcs)
     root = checkout(tmp_path)
     model = iam.load()
+    (detach,) = page_commands("--detach")
+    # The page's command, on the test's buckets, with its work files in the test's bucket.
+    detach = detach.replace(
+        f"gs://{samples.BUCKET}/{samples.PREFIX.rstrip('/')}", f"gs://{where.raw}/raw"
+    ).replace(f"gs://{samples.OUTPUT_BUCKET}/previews", f"gs://{where.out}/previews")
+    argv = [batch_python, str(root / "workflow" / "googlebatch.py"), *shlex.split(detach)[2:]]
+    argv[2:2] = ["--default-storage-prefix", f"gs://{where.out}/snakemake-work"]
     with batch_service(emulator, task_python, where.where()) as service:
         env = submitter_env(service, storage_env, tmp_path)
         started = time.monotonic()
-        submitted = run(launcher(service, root, where, batch_python, "--detach"), root, env)
+        submitted = run(argv, root, env)
         returned = time.monotonic() - started
         assert submitted.returncode == 0
         (watch,) = re.findall(r"watch it: +python (\S+) (watch .*)", submitted.stdout)
+        (shown,) = page_commands(" watch ")  # the page's form of it
+        assert shlex.split(shown)[1:3] == [watch[0], "watch"]
         coordinator = service.jobs()[0]
         assert coordinator["job_id"].startswith("thumbnails-")
         state = service.state(f"{coordinator['parent']}/jobs/{coordinator['job_id']}")
