@@ -400,23 +400,37 @@ def test_ctrl_c_in_the_submitting_terminal_deletes_the_running_batch_job(
     gcs, emulator, storage_env: dict, batch_python: str, task_python: str, tmp_path: Path
 ) -> None:
     """What the chapter says about stopping a run: one Ctrl-C (SIGINT to Snakemake, not to the
-    machines) makes the plugin delete the Batch jobs it started."""
+    machines) makes the plugin delete the Batch jobs it started.
+
+    The render task holds (its precommand says so in its log, then sleeps until its VM goes), and
+    Ctrl-C comes once Snakemake has asked Batch about the job: it is running and Snakemake knows
+    it, however slow the machine."""
+    holding = "render task running: waiting for Ctrl-C"
+    hold = f"{PROFILE['precommand']} && echo '{holding}' && sleep 600"
     where = buckets(gcs)
     root = checkout(tmp_path)
     with batch_service(emulator, task_python, where.where()) as service:
+
+        def ready() -> bool:
+            logs = service.out.glob("vm-*/container-*.log")
+            asked = ("batch.jobs.get", f"projects/{PROJECT}") in service.needs(SUBMITTER)
+            return asked and any(holding in log.read_text() for log in logs)
+
         env = submitter_env(service, storage_env, tmp_path)
         with (tmp_path / "snakemake.log").open("w") as log:
             proc = subprocess.Popen(
-                launcher(service, root, where, batch_python),
+                launcher(service, root, where, batch_python, "--precommand", hold),
                 cwd=root,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
             try:
-                deadline = time.monotonic() + 120
-                while not list((service.out / "jobs").glob("render-*.json")):
-                    assert time.monotonic() < deadline and proc.poll() is None, "nothing submitted"
+                deadline = (
+                    time.monotonic() + 300
+                )  # only a guard against a hang, never the condition
+                while not ready():
+                    assert time.monotonic() < deadline and proc.poll() is None, "no task running"
                     time.sleep(0.2)
                 proc.send_signal(signal.SIGINT)
                 proc.wait(timeout=120)
