@@ -7,22 +7,28 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from microscopy_notebook.cloud import iam
+from microscopy_notebook.cloud import iam, samples
 from microscopy_notebook.image import registry
+from microscopy_notebook.paths import ROOT
 from tests.workflow.batch_service import BatchService, Identity, repository_of
+from tests.workflow.jobrun import WORKFLOW
 
 STANDIN = Path(__file__).with_name("batch_standin.py")
 PROJECT = "nexuslims-example"
 SUBMITTER = "job-submitter"  # who the emulator's front records the submitting process as
 JOBS = "batch-job"  # the render jobs' service account, as iam.yaml names its person
 COORDINATOR = "coordinator"
+PREVIEWABLE = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
+ALL_DONE = f"thumbnail job: all {len(PREVIEWABLE)} done;"
 # What a runnable must never do on a Batch VM: fetch an installer or install packages.
 INSTALLS = re.compile(
     r"\b(wget|curl|miniconda|conda install|mamba install|apt-get|apt install|"
@@ -133,3 +139,104 @@ def signed_in(env: dict, folder: Path) -> dict:
         )
     )
     return {**env, "GOOGLE_APPLICATION_CREDENTIALS": str(adc), "NO_GCE_CHECK": "True"}
+
+
+# -- a rehearsal of the thumbnail job, as the page starts it ---------------------------------
+
+
+@dataclass
+class Buckets:
+    raw: str  # the raw-data bucket: the samples under raw/
+    out: str  # the output bucket: previews, and the work files under snakemake-work/
+
+    def where(self) -> dict[str, str]:
+        return places(self.raw, self.out)
+
+    def config(self, output: str = "previews") -> list[str]:
+        return ["--config", f"input=gs://{self.raw}/raw", f"output=gs://{self.out}/{output}"]
+
+
+def buckets(gcs) -> Buckets:
+    raw, out = (f"gb-{kind}-{uuid.uuid4().hex[:10]}" for kind in ("raw", "out"))
+    samples.seed(raw, "raw/", gcs)
+    gcs.create_bucket(out)
+    return Buckets(raw, out)
+
+
+def page_commands(marker: str) -> list[str]:
+    """The googlebatch.py commands of chapters/google-batch.md that contain ``marker``."""
+    text = (ROOT / "book" / "chapters" / "google-batch.md").read_text()
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith("python workflow/googlebatch.py") and marker in line
+    ]
+
+
+def checkout(folder: Path) -> Path:
+    """A git checkout of workflow/, as the repository root: Snakemake ships git-tracked files."""
+    root = folder / "checkout"
+    shutil.copytree(WORKFLOW, root / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    return root
+
+
+def launcher(
+    service, root: Path, where: Buckets, batch_python: str, *extra: str, output="previews"
+) -> list[str]:
+    """The page's command, `python workflow/googlebatch.py --project ID --config ...`, with the
+    work prefix in the test's output bucket."""
+    return [
+        batch_python,
+        str(root / "workflow" / "googlebatch.py"),
+        "--project",
+        PROJECT,
+        "--default-storage-prefix",
+        f"gs://{where.out}/snakemake-work",
+        *extra,
+        *where.config(output),
+    ]
+
+
+def plain_snakemake(root: Path, where: Buckets, batch_python: str, *extra: str) -> list[str]:
+    """`snakemake --profile workflow/profiles/googlebatch`, without the launcher's checks."""
+    return [
+        batch_python,
+        str(STANDIN),
+        "-s",
+        "workflow/Snakefile",
+        "--profile",
+        "workflow/profiles/googlebatch",
+        "--googlebatch-project",
+        PROJECT,
+        "--storage-gcs-project",
+        PROJECT,
+        "--default-storage-prefix",
+        f"gs://{where.out}/snakemake-work",
+        *extra,
+        *where.config(),
+    ]
+
+
+def run(argv: list[str], root: Path, env: dict, timeout: float = 600):
+    proc = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    print(proc.stdout[-20000:], proc.stderr[-20000:], sep="\n")  # shown when a test fails
+    return proc
+
+
+def submitter_env(service, storage_env: dict, folder: Path) -> dict:
+    return service.env(SUBMITTER, signed_in(storage_env, folder))
+
+
+def previews(gcs, bucket: str, prefix: str) -> dict[str, bytes]:
+    return {
+        b.name[len(prefix) :]: b.download_as_bytes()
+        for b in gcs.list_blobs(bucket, prefix=prefix)
+        if b.name.endswith(".png")
+    }
+
+
+def saved_logs(root: Path) -> str:
+    """What the plugin saved of the finished jobs' Cloud Logging entries."""
+    return "".join(p.read_text() for p in (root / ".snakemake" / "googlebatch_logs").rglob("*.log"))
