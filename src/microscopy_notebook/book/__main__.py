@@ -3,13 +3,9 @@
 book's own extension (`microscopy_notebook.book.storage`) when there are pages to read.
 """
 
-import os
 import sys
 
 from microscopy_notebook import book
 from microscopy_notebook.book import build
 
-# The pages' commands run as in a reader's JupyterLab on the hub, where JupyterHub names the
-# server's user: the first job names the reader's own folder after it (not the build machine's).
-os.environ.setdefault("JUPYTERHUB_USER", "a-reader")
 sys.exit(build.main(book.build_args(book.BOOK, *sys.argv[1:])))

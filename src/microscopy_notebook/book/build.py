@@ -6,14 +6,21 @@ grammars of ``rfc3987-syntax`` (for its "iri" formats) whenever that package is 
 JupyterLab's jupyter-events installs it in the image and in the test environment: 0.8 s of every
 build, a no-change rebuild included, for a format no schema of the book uses. Here jsonschema
 finds it missing and leaves the "iri" formats unchecked; everything else is jupyter-book as is.
+
+Every build of the book goes through here (`microscopy_notebook.book.build_command`: the docs,
+the tests' books, the benchmark's copy), so this is also where the build becomes a reader's
+JupyterLab on the hub, where JupyterHub names the server's user: the first job names the reader's
+own folder after it, not after the build machine's user.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("JUPYTERHUB_USER", "a-reader")
     sys.modules.setdefault("rfc3987_syntax", None)  # `import rfc3987_syntax` raises ImportError
     from jupyter_book.cli.main import main as jupyter_book
 
