@@ -139,7 +139,7 @@ def test_a_chapters_commands_need_only_what_its_persons_roles_grant(page: Path) 
         emu.calls.clear()  # from here on, every call is the page's
         cwd = terminal.scratch(page, found)
         try:
-            result = terminal.run([b.code for b in found], cwd)
+            result = terminal.run([b.runnable for b in found], cwd)
         finally:
             shutil.rmtree(cwd, ignore_errors=True)
         assert result.ok, result.outputs[result.failed or 0][-2000:]
