@@ -10,6 +10,7 @@ What is drawn, by kind
                     with a scalebar of a round length (1, 2 or 5 x 10^n, about a quarter of the
                     width) in the file's calibrated units, bottom left. SEM TIFFs keep their data
                     bar; the scalebar sits above it (FEI states its height) or top left (Zeiss).
+                    A colour image (an exported .png or .jpg) keeps its colours, unstretched.
     image-stack     a montage of up to 9 evenly spaced frames (frame numbers in the corner) under
                     one common contrast stretch; scalebar on the first frame.
     spectrum        intensity against the calibrated axis, e.g. "Energy loss (eV)". On EDS spectra
@@ -52,6 +53,7 @@ from .canvas import INK, PREVIEW_SIZE, SIZE, Drawn, encode_png, join_parts, load
 from .draw.fourd import draw_4d
 from .draw.linescan import draw_linescan
 from .draw.micrograph import draw_micrograph
+from .draw.picture import colour_fields, draw_picture
 from .draw.spectrum import draw_spectrum
 from .draw.spectrum_image import draw_spectrum_image, navigator_for
 from .draw.stack import draw_stack
@@ -186,6 +188,8 @@ def _draw(
     name: str,
 ) -> Drawn:
     metadata = signals[pick].metadata
+    if view.kind == "image" and colour_fields(view.data):
+        return draw_picture(view, title, subtitle)
     if view.kind == "image":
         return draw_micrograph(view, title, subtitle, signals[pick].original)
     if view.kind == "image-stack":

@@ -95,6 +95,8 @@ def read_signals(path: Path, base: str) -> list[Signal]:
     lazy = plugin not in EAGER and path.stat().st_size > LAZY_BYTES
     if plugin == "tia":
         dicts = _read_ser(path, base)
+    elif plugin == "pillow":
+        dicts = _read_picture(path)
     elif lazy:
         import dask
 
@@ -158,6 +160,38 @@ def _read_ser(path: Path, base: str) -> list[dict]:
             except Exception:  # a broken .emi must not cost the data its preview
                 objects = None
     return tia.ser_reader(str(path), objects, lazy=False)
+
+
+PICTURE_BYTES = 256 * 2**20  # a picture that decodes to more than this is not read
+RGB = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+
+
+def _read_picture(path: Path) -> list[dict]:
+    """An exported picture (.png, .jpg) read with Pillow, as a reader's dict: grey as numbers,
+    colour as R, G, B fields (transparency laid on white). A JPEG is decoded at the smallest of
+    1/2, 1/4, 1/8 of its size that still covers a preview; grey saved as colour is grey."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.draft(im.mode, (512, 512))  # JPEG only: decodes at a reduced scale
+        w, h = im.size
+        if w * h * len(im.getbands()) > PICTURE_BYTES:
+            raise Unreadable(
+                f"too large to preview: a {w}x{h} picture decodes to more than "
+                f"{PICTURE_BYTES // 2**20} MiB"
+            )
+        if im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
+            data = np.asarray(im.convert("L") if im.mode in ("1", "LA") else im)
+        else:
+            rgba = im.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            rgb = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+            if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+                data = np.ascontiguousarray(rgb[..., 0])
+            else:
+                data = np.ascontiguousarray(rgb).view(RGB)[..., 0]
+    axes = [{"name": n, "navigate": False} for n in ("y", "x")]
+    return [{"data": data, "axes": axes, "metadata": {}, "original_metadata": {}}]
 
 
 def _signal(d: Mapping) -> Signal:
