@@ -54,6 +54,10 @@ ALLOWED = {
     r"\.hyperspy/hyperspyrc": "HyperSpy writes its settings file at its first import",
     # JupyterLab checkpoints a file when it opens it (File > Revert to Checkpoint).
     rf"{REPO_NAME}/book/notebooks/\.ipynb_checkpoints/[^/]+-checkpoint\.md": "JupyterLab",
+    # The thumbnail tutorial runs the job from the repository root, as its page says a reader
+    # does in a terminal: the job's plans and logs, and Snakemake's records of its runs.
+    rf"{REPO_NAME}/results/thumbnail-job/.*": "the thumbnail job's plans, run records and logs",
+    rf"{REPO_NAME}/\.snakemake/.*": "Snakemake's log, locks and metadata",
     # Python caches the bytecode of the job's library when Snakemake imports it from the clone.
     rf"{REPO_NAME}/workflow/(scripts/)?(.+/)?__pycache__/[^/]+\.pyc": "Python's bytecode cache",
 }
