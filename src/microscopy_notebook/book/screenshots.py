@@ -101,7 +101,8 @@ def inputs_key() -> str:
     ):
         digest.update(file.read_bytes() + b"\0")
     for file in sorted((BOOK / TUTORIAL).parent.iterdir()):
-        digest.update(file.name.encode() + b"\0")
+        if not file.name.startswith("."):  # as the file browser shows it; not .snakemake/
+            digest.update(file.name.encode() + b"\0")
     digest.update(metadata.version("jupyterlab").encode())
     return digest.hexdigest()
 
