@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -181,13 +182,18 @@ def is_previewable(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in READERS
 
 
-def companion_names(name: str) -> list[str]:
+def companion_names(name: str, listed: Container[str] | None = None) -> list[str]:
     """Other object names that must sit beside ``name`` to read it fully: a TIA ``foo_1.ser``
     keeps its metadata (calibration units, date) in ``foo.emi``, a Merlin ``foo.mib`` the shape
-    of its scan in ``foo.hdr``."""
+    of its scan in ``foo.hdr``. With ``listed`` (the names there are), each as it is spelled
+    there: ``foo.EMI`` beside ``foo_1.ser`` is its companion."""
     match = SER_SERIES.match(name)
     if match:
-        return [match["stem"] + (".EMI" if name.endswith(".SER") else ".emi")]
+        spelt = [match["stem"] + (".EMI" if name.endswith(".SER") else ".emi")]
+        if listed is None:
+            return spelt
+        spelt += [match["stem"] + ext for ext in (".emi", ".EMI", ".Emi")]
+        return [next((c for c in spelt if c in listed), spelt[0])]
     if name.endswith(".mib"):  # the reader looks for name.replace(".mib", ".hdr") only
         return [name[: -len(".mib")] + ".hdr"]
     return []
