@@ -58,6 +58,8 @@ ALLOWED = {
     # does in a terminal: the job's plans and logs, and Snakemake's records of its runs.
     rf"{REPO_NAME}/results/thumbnail-job/.*": "the thumbnail job's plans, run records and logs",
     rf"{REPO_NAME}/\.snakemake/.*": "Snakemake's log, locks and metadata",
+    # The thumbnail tutorial imports its helper from beside it (book/notebooks/commands.py).
+    rf"{REPO_NAME}/book/notebooks/__pycache__/commands\.[^/]+\.pyc": "Python's bytecode cache",
     # Python caches the bytecode of the job's library when Snakemake imports it from the clone.
     rf"{REPO_NAME}/workflow/(scripts/)?(.+/)?__pycache__/[^/]+\.pyc": "Python's bytecode cache",
 }

@@ -45,7 +45,7 @@ from microscopy_notebook.paths import IMAGE
 
 logger = logging.getLogger(__name__)
 
-FOLDER = BOOK / "_build" / "screenshots"
+FOLDER = Path("_build") / "screenshots"  # in the book's folder: book/_build/screenshots
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's: Playwright never downloads a browser here
 CHROMIUM_ARGS = [
     "--headless",
@@ -83,12 +83,13 @@ SHOTS = (
 NAMES = {shot.name for shot in SHOTS}
 
 
-def path(name: str) -> Path:
-    return FOLDER / f"{name}.png"
+def path(name: str, book: Path = BOOK) -> Path:
+    """Where the build keeps the picture ``name`` of the book in ``book``."""
+    return book / FOLDER / f"{name}.png"
 
 
 # --- when to take them again ---------------------------------------------------------------------
-def inputs_key() -> str:
+def inputs_key(book: Path = BOOK) -> str:
     """What the pictures depend on: this module and the lab's, the image's JupyterLab settings,
     the tutorial they run, the folder the file browser shows, and JupyterLab's version."""
     digest = hashlib.sha256()
@@ -96,23 +97,23 @@ def inputs_key() -> str:
         Path(__file__),
         Path(lab.__file__),
         IMAGE / "overrides.json",
-        BOOK / f"{TUTORIAL}.md",
-        BOOK / "_config.yml",
+        book / f"{TUTORIAL}.md",
+        book / "_config.yml",
     ):
         digest.update(file.read_bytes() + b"\0")
-    for file in sorted((BOOK / TUTORIAL).parent.iterdir()):
+    for file in sorted((book / TUTORIAL).parent.iterdir()):
         if not file.name.startswith("."):  # as the file browser shows it; not .snakemake/
             digest.update(file.name.encode() + b"\0")
     digest.update(metadata.version("jupyterlab").encode())
     return digest.hexdigest()
 
 
-def stale() -> bool:
-    key = FOLDER / "inputs-key.txt"
+def stale(book: Path = BOOK) -> bool:
+    key = book / FOLDER / "inputs-key.txt"
     return not (
         key.exists()
-        and key.read_text() == inputs_key()
-        and all(path(name).exists() for name in NAMES)
+        and key.read_text() == inputs_key(book)
+        and all(path(name, book).exists() for name in NAMES)
     )
 
 
@@ -205,11 +206,11 @@ def _type(page, command: str) -> None:
     page.keyboard.press("Enter")
 
 
-def take(folder: Path = FOLDER) -> dict[str, Path]:
+def take(folder: Path = BOOK / FOLDER, book: Path = BOOK) -> dict[str, Path]:
     """Take every picture of `SHOTS` into ``folder``, with the storage settings of this process
     (the build runs with the emulator's). Raises if a picture's subject never appears, leaving
     what the window showed then in ``folder/failed.png``."""
-    config = yaml.safe_load((BOOK / "_config.yml").read_text())
+    config = yaml.safe_load((book / "_config.yml").read_text())
     folder.mkdir(parents=True, exist_ok=True)
     taken: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
@@ -298,22 +299,23 @@ class Screenshot(Figure):
         self.options.setdefault("alt", what)
         self.options.setdefault("figclass", []).append("screenshot")
         # Relative to the book's folder ("/..."): Sphinx copies it into the site's _images/.
-        self.arguments = [f"/{path(name).relative_to(BOOK).as_posix()}"]
+        self.arguments = [f"/{(FOLDER / f'{name}.png').as_posix()}"]
         return super().run()
 
 
 def _take_if_stale(app: Sphinx) -> None:
     """Before any page is read: take the pictures again if they are stale and a page shows one
     (a test's small book shows none, and takes none)."""
-    pages = Path(app.srcdir).rglob("*.md")
+    book = Path(app.srcdir)
+    pages = book.rglob("*.md")
     if not any("{screenshot}" in page.read_text() for page in pages if "_build" not in page.parts):
         return
-    if not stale():
+    if not stale(book):
         return
     logger.info("taking the screenshots of the reader's JupyterLab ...")
-    shutil.rmtree(FOLDER, ignore_errors=True)
-    take(FOLDER)
-    (FOLDER / "inputs-key.txt").write_text(inputs_key())
+    shutil.rmtree(book / FOLDER, ignore_errors=True)
+    take(book / FOLDER, book)
+    (book / FOLDER / "inputs-key.txt").write_text(inputs_key(book))
 
 
 def setup(app: Sphinx) -> dict:
