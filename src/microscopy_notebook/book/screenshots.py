@@ -249,13 +249,14 @@ def _terminal_shots(page, server: lab.Lab, folder: Path, taken: dict[str, Path])
     _wait_for_terminal(page, r"\$\s*$")
     _type(page, f"gcloud storage ls {DATA}")
     _wait_for_terminal(page, re.escape(f"{DATA}tia/") + r"\s+\S*\$\s*$")
-    taken["terminal"] = _shoot(page, folder, "terminal")
+    # The terminal's tab alone: its text stays legible on a phone's screen.
+    taken["terminal"] = _shoot(page.locator("#jp-main-dock-panel"), folder, "terminal")
 
     _type(page, "clear")
     _wait_for_terminal(page, r"^\S*\$\s*$")  # only the prompt is left
     _type(page, "gcloud auth login --no-launch-browser")
     _wait_for_terminal(page, r"enter the verification code provided in your browser:\s*$")
-    taken["sign-in"] = _shoot(page, folder, "sign-in")
+    taken["sign-in"] = _shoot(page.locator("#jp-main-dock-panel"), folder, "sign-in")
     page.keyboard.press("Control+C")  # no code: the sign-in stops, nothing is saved
     page.close()
 
@@ -298,6 +299,8 @@ class Screenshot(Figure):
         what = next(shot.what for shot in SHOTS if shot.name == name)
         self.options.setdefault("alt", what)
         self.options.setdefault("figclass", []).append("screenshot")
+        # Scaled to the column, so Sphinx links it to the full picture: a tap on a phone enlarges.
+        self.options.setdefault("width", "100%")
         # Relative to the book's folder ("/..."): Sphinx copies it into the site's _images/.
         self.arguments = [f"/{(FOLDER / f'{name}.png').as_posix()}"]
         return super().run()
