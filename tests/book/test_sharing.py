@@ -101,7 +101,7 @@ def test_the_pages_link_is_a_v4_link_for_the_object_and_duration_it_says(
     assert f"--impersonate-service-account={ACCOUNT}" in command
     resource = command[3]
     signed = [w for w in command if not w.startswith("--impersonate-service-account")]
-    signed += [f"--private-key-file={key_file}", "--region=us-central1"]
+    signed += [f"--private-key-file={key_file}"]
     before = datetime.datetime.now(datetime.UTC)
     proc = subprocess.run(signed, env=_offline_env(tmp_path), capture_output=True, text=True)
     printed = yaml.safe_load(proc.stdout)
@@ -148,7 +148,7 @@ def test_a_link_signed_by_another_key_does_not_verify(
     key_file, _ = key
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     signed = [w for w in command if not w.startswith("--impersonate-service-account")]
-    signed += [f"--private-key-file={key_file}", "--region=us-central1"]
+    signed += [f"--private-key-file={key_file}"]
     proc = subprocess.run(signed, env=_offline_env(tmp_path), capture_output=True, text=True)
     url = yaml.safe_load(proc.stdout)["signed_url"]
     query = dict(parse_qsl(urlsplit(url).query))
