@@ -55,6 +55,7 @@ def _image_requirements(session: nox.Session, python: str, *names: str) -> list[
 def build_book(session: nox.Session, *args: str) -> None:
     """Build the book with the storage emulator up and the samples seeded; every notebook runs."""
     _use_images_gsutil(session)
+    _ensure_chromium(session)  # the build's screenshots of JupyterLab; the browser tests too
     session.run(PY, "-m", "microscopy_notebook.book", *args)
     session.log(f"the site is at {BOOK_HTML / 'index.html'}")
 
@@ -116,7 +117,6 @@ def tests(session: nox.Session) -> None:
 def site(session: nox.Session) -> None:
     """Build the book, then run the site, browser, JupyterLab, download, link and publish tests."""
     _image_env(session)
-    _ensure_chromium(session)  # tests/book/test_browser.py drives Debian's chromium
     build_book(session)  # the site tests read what the docs session would publish
     _pytest(session, SITE_TESTS)
 

@@ -9,8 +9,10 @@ finds it missing and leaves the "iri" formats unchecked; everything else is jupy
 
 Every build of the book goes through here (`microscopy_notebook.book.build_command`: the docs,
 the tests' books, the benchmark's copy), so this is also where the build becomes a reader's
-JupyterLab on the hub, where JupyterHub names the server's user: the first job names the reader's
-own folder after it, not after the build machine's user.
+JupyterLab on the hub: this environment's programs first on PATH, for the notebooks' kernels too,
+as the image's conda environment is (a tutorial runs the Snakemake the book is built with); and
+the server's user named by JupyterHub, as the first job names the reader's own folder after it,
+not after the build machine's user.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    here = os.path.dirname(sys.executable)
+    os.environ["PATH"] = f"{here}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ.setdefault("JUPYTERHUB_USER", "a-reader")
     sys.modules.setdefault("rfc3987_syntax", None)  # `import rfc3987_syntax` raises ImportError
     from jupyter_book.cli.main import main as jupyter_book
