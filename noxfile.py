@@ -22,35 +22,63 @@ nox.options.sessions = ["lint", "tests", "site"]
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 
 
-def _install(session: nox.Session, *groups: str) -> None:
-    for group in groups:
-        session.install(*nox.project.dependency_groups(PYPROJECT, group))
-    # The project's own tooling (src/microscopy_notebook) and the job's library
-    # (workflow/scripts/thumbnails), editable: an import, never a path edit.
-    session.install("--no-deps", "-e", str(ROOT))
+# The environment that stands for the image: image/packages.txt by PyPI name, at its bounds, and
+# the tools the image does not have (pyproject's groups). One venv for every session that builds
+# the book or runs the tests, made and kept by uv, so `nox -s tests site` installs and
+# byte-compiles the stack once, not once per session.
+IMAGE_ENV = ROOT / ".nox" / "image-env"
+PY = str(IMAGE_ENV / "bin" / "python")  # named in full: nox looks commands up on its own PATH
+
+
+def _image_env(session: nox.Session) -> None:
+    """Make or update the image's environment and put it first on PATH. An environment that is up
+    to date costs seconds."""
+    uv_pip = ("uv", "pip", "install", "--quiet", "--python", PY)
+    if not Path(PY).exists():
+        session.run("uv", "venv", "--quiet", "--python", PYTHON, str(IMAGE_ENV), external=True)
+    # The project's tooling (src/microscopy_notebook) and the job's library
+    # (workflow/scripts/thumbnails), editable: an import, never a path edit. Then the list, read
+    # by the module the book's package table and the image's checks read it with.
+    session.run(*uv_pip, "--no-deps", "--editable", str(ROOT), "packaging", external=True)
+    listed = _image_requirements(session, PY)
+    session.run(*uv_pip, *listed, *nox.project.dependency_groups(PYPROJECT, "test"), external=True)
+    session.env["VIRTUAL_ENV"] = str(IMAGE_ENV)
+    session.env["PATH"] = f"{IMAGE_ENV / 'bin'}{os.pathsep}{os.environ['PATH']}"
+
+
+def _image_requirements(session: nox.Session, python: str, *names: str) -> list[str]:
+    """image/packages.txt (or its lines for ``names``) as pip requirements."""
+    module = ("-m", "microscopy_notebook.image.packages", *names)
+    return session.run(python, *module, silent=True, external=True).split()
 
 
 def build_book(session: nox.Session, *args: str) -> None:
     """Build the book with the storage emulator up and the samples seeded; every notebook runs."""
     _use_images_gsutil(session)
     _ensure_chromium(session)  # the build's screenshots of JupyterLab; the browser tests too
-    session.run("python", "-m", "microscopy_notebook.book", *args)
+    session.run(PY, "-m", "microscopy_notebook.book", *args)
     session.log(f"the site is at {BOOK_HTML / 'index.html'}")
 
 
-@nox.session(python=PYTHON)
+@nox.session(venv_backend="none")
 def docs(session: nox.Session) -> None:
     """Build the site into book/_build/html, executing every notebook."""
-    _install(session, "book")
+    _image_env(session)
     build_book(session, *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """Lint in seconds: ruff over the tree, snakemake --lint over the workflow, hadolint."""
-    _install(session, "lint")
+    """Lint in seconds: ruff, the notebooks' code, snakemake --lint, hadolint; format check."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.install("--no-deps", "--editable", str(ROOT), "packaging")
+    # From the image's list: `snakemake --lint` with the image's Snakemake (jsonschema, which the
+    # Snakefile's config check needs while it is read, comes with it), and jupytext, which reads
+    # the book's MyST notebooks as JupyterLab opens them.
+    session.install(*_image_requirements(session, "python", "snakemake", "jupytext"))
+    session.run("ruff", "format", "--check", str(ROOT))
     session.run("ruff", "check", "--output-format", "concise", *session.posargs, str(ROOT))
-    session.run("python", "-m", "microscopy_notebook.lint")  # snakemake --lint and hadolint
+    session.run("python", "-m", "microscopy_notebook.lint")  # notebooks, snakemake, hadolint
 
 
 # `nox -s tests`: everything but the book, so one test costs seconds, not a site build.
@@ -64,32 +92,31 @@ def _pytest(session: nox.Session, default_paths: list[str]) -> None:
     """pytest on the session's folders, or on the files and node ids after ``--``."""
     named = [a for a in session.posargs if (ROOT / a.split("::", 1)[0]).exists()]
     session.run(
+        PY,
+        "-m",
         "pytest",
         "--numprocesses=3",  # most tests wait on servers, retries and browsers, not CPU
         "--dist=loadfile",  # a file's tests share its fixtures (a browser, a JupyterLab)
         "--durations=12",  # the slowest tests, where the suite's 8-minute budget goes
         *session.posargs,
         *([] if named else default_paths),
-        env={
-            "MNB_BATCH_PYTHON": _batch_python(session),
-            "MNB_BATCH_TASK_PYTHON": _task_python(session),
-        },
+        env={"MNB_BATCH_TASK_PYTHON": _task_python(session)},
     )
 
 
-@nox.session(python=PYTHON)
+@nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """Test the workflow, cloud, image spec, benchmarks and repository: no book, no browser."""
-    _install(session, "test")
+    _image_env(session)
     _use_images_gsutil(session)  # the workflow and image tests run the image's gsutil
     session.log("no book build: the site's tests run in `nox -s site`")
     _pytest(session, TESTS)
 
 
-@nox.session(python=PYTHON)
+@nox.session(venv_backend="none")
 def site(session: nox.Session) -> None:
     """Build the book, then run the site, browser, JupyterLab, download, link and publish tests."""
-    _install(session, "test")
+    _image_env(session)
     build_book(session)  # the site tests read what the docs session would publish
     _pytest(session, SITE_TESTS)
 
@@ -125,22 +152,22 @@ def _ensure_chromium(session: nox.Session) -> None:
     )
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(venv_backend="none", default=False)
 def publish(session: nox.Session) -> None:
     """Build the site afresh and upload it to gs://BUCKET[/prefix]."""
     if not session.posargs:
         session.error("name the bucket: nox -s publish -- gs://BUCKET[/prefix] [--dry-run]")
-    _install(session, "book")
+    _image_env(session)
     # From scratch, notebooks too: no stale page, no output of an older run.
-    session.run("jupyter-book", "clean", "--all", str(ROOT / "book"))
+    session.run(str(IMAGE_ENV / "bin" / "jupyter-book"), "clean", "--all", str(ROOT / "book"))
     build_book(session)
-    session.run("python", "-m", "microscopy_notebook.book.publish", *session.posargs)
+    session.run(PY, "-m", "microscopy_notebook.book.publish", *session.posargs)
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(venv_backend="none", default=False)
 def linkcheck(session: nox.Session) -> None:
     """Check every link to another site (needs the internet): Sphinx's linkcheck builder."""
-    _install(session, "book")
+    _image_env(session)
     report = ROOT / "book" / "_build" / "linkcheck"
     try:  # notebooks run as in every build, hence the emulator
         build_book(session, "--builder", "linkcheck", *session.posargs)
@@ -152,11 +179,11 @@ def linkcheck(session: nox.Session) -> None:
         session.log(f"report: {report / 'output.txt'}")
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(venv_backend="none", default=False)
 def image(session: nox.Session) -> None:
     """Build image/ with docker or podman, then check imports, CLIs and notebooks inside it."""
-    _install(session, "book")  # the emulator and the samples it is seeded with
-    image_cli = ("python", "-m", "microscopy_notebook.image")
+    _image_env(session)  # the emulator and the samples it is seeded with
+    image_cli = (PY, "-m", "microscopy_notebook.image")
     # Never report a build that did not happen: with no engine this says why and fails.
     engine = session.run(*image_cli, "engine", "--path", silent=True).strip().splitlines()[-1]
     tags = session.run(*image_cli, "tags", silent=True).split()
@@ -170,7 +197,7 @@ def image(session: nox.Session) -> None:
         *session.posargs,
     )
     session.run(
-        "python",
+        PY,
         "-m",
         "microscopy_notebook.cloud.emulator",
         "--seed",
@@ -222,27 +249,9 @@ def _use_images_gsutil(session: nox.Session) -> None:
         session.env["PATH"] = f"{shim}{os.pathsep}{path}"
 
 
-def _batch_python(session: nox.Session) -> str:
-    """A venv of its own for the Google Batch executor plugin (it needs google-cloud-storage<3)."""
-    venv = ROOT / ".nox" / "batch-plugin"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        session.run("uv", "venv", "--quiet", "--python", PYTHON, str(venv), external=True)
-    session.run(
-        "uv",
-        "pip",
-        "install",
-        "--quiet",
-        "--python",
-        str(python),
-        *nox.project.dependency_groups(PYPROJECT, "batch"),
-        external=True,
-    )
-    return str(python)
-
-
 def _task_python(session: nox.Session) -> str:
-    """The venv the tests' Google Batch stand-in runs tasks with, as the image's user (uid 1000).
+    """The venv the tests' Google Batch stand-in runs tasks with, as the image's user (uid 1000):
+    the image's lines for what a task runs (`job_env.TASK_PACKAGES`), at the list's bounds.
 
     That user must be able to run its interpreter: a Python under /root (pyenv, uv's own) will not
     do, so the venv is made from the first candidate every user can reach; and it lives in the
@@ -277,7 +286,7 @@ def _task_python(session: nox.Session) -> str:
         "--quiet",
         "--python",
         str(python),
-        *nox.project.dependency_groups(PYPROJECT, "batch-task"),
+        *session.run(PY, "-m", "microscopy_notebook.image.job_env", "--tasks", silent=True).split(),
         external=True,
     )
     if not reachable(python.parent):
@@ -287,12 +296,12 @@ def _task_python(session: nox.Session) -> str:
     return str(python)
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(venv_backend="none", default=False)
 def bench(session: nox.Session) -> None:
     """Time the thumbnail job against the original guide's job shape: -- --files N, --scale N."""
-    _install(session, "test")
+    _image_env(session)
     _use_images_gsutil(session)  # the book build it times runs gsutil commands
-    session.run("python", "-m", "microscopy_notebook.bench", *session.posargs)
+    session.run(PY, "-m", "microscopy_notebook.bench", *session.posargs)
 
 
 if os.environ.get("CI"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,6 @@ import pytest
 
 from microscopy_notebook.cloud import samples
 from microscopy_notebook.cloud.emulator import Emulator
-from microscopy_notebook.paths import ROOT
 
 
 @pytest.fixture(scope="session")
@@ -44,22 +44,23 @@ def sample_dir() -> Path:
     return samples.files()
 
 
-def _venv_python(variable: str, folder: str | None, what: str) -> str:
-    python = os.environ.get(variable) or (
-        str(ROOT / ".nox" / folder / "bin" / "python") if folder else ""
-    )
+@pytest.fixture(scope="session")
+def batch_python() -> str:
+    """The python that runs Snakemake with the Google Batch executor plugin: this one, since the
+    image's list (the plugin and google-cloud-storage 2.x with it) is what nox installs here;
+    MNB_BATCH_PYTHON names another."""
+    python = os.environ.get("MNB_BATCH_PYTHON") or sys.executable
     if not Path(python).exists():
-        pytest.fail(f"no venv {what}: `nox -s tests` makes it and sets {variable}")
+        pytest.fail(f"MNB_BATCH_PYTHON={python}: no such file")
     return python
 
 
 @pytest.fixture(scope="session")
-def batch_python() -> str:
-    """The python of the venv with the Google Batch executor plugin (google-cloud-storage<3)."""
-    return _venv_python("MNB_BATCH_PYTHON", "batch-plugin", "with the Google Batch plugin")
-
-
-@pytest.fixture(scope="session")
 def task_python() -> str:
-    """The python the Batch stand-in runs tasks with as the image's user (the `batch-task` venv)."""
-    return _venv_python("MNB_BATCH_TASK_PYTHON", None, "for Batch tasks")  # outside the checkout
+    """The python the Batch stand-in runs tasks with as the image's user: a venv of the image's
+    lines for what a task runs (`job_env.TASK_PACKAGES`), outside the checkout, from a Python uid
+    1000 can run (`nox -s tests` makes it and sets MNB_BATCH_TASK_PYTHON)."""
+    python = os.environ.get("MNB_BATCH_TASK_PYTHON", "")
+    if not python or not Path(python).exists():
+        pytest.fail("no venv for Batch tasks: `nox -s tests` makes one, MNB_BATCH_TASK_PYTHON")
+    return python

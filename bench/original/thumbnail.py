@@ -4,7 +4,7 @@ import hyperspy.api as hs
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 signal = hs.load(snakemake.input[0])  # noqa: F821 - injected by Snakemake
 if isinstance(signal, list):

@@ -1,7 +1,8 @@
-"""``nox -s lint`` after ruff: Snakemake's own linter over the workflow, hadolint over the image.
+"""``nox -s lint`` after ruff over the tree: ruff over the notebooks' code cells, Snakemake's own
+linter over the workflow, hadolint over the image.
 
-Each linter runs as its project documents it; the first that complains fails the session with its
-own words. Runs in seconds: the Snakefile plans against two empty folders.
+Each linter runs as its project documents it; any that complains fails the session with its own
+words. Runs in seconds: the Snakefile plans against two empty folders.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from microscopy_notebook.paths import IMAGE, ROOT, WORKFLOW
+from microscopy_notebook.paths import BOOK, IMAGE, ROOT, WORKFLOW
 
 CLEAN = "Congratulations, your workflow is in a good condition!"
 
@@ -56,9 +57,38 @@ def hadolint() -> str | None:
     return None if proc.returncode == 0 else proc.stdout + proc.stderr
 
 
+def notebooks() -> str | None:
+    """What ruff (with the repository's settings) finds in the code cells of the book's MyST
+    notebooks, each named by its page and cell: jupytext reads a page as the notebook JupyterLab
+    opens, and ruff reads notebooks as they are."""
+    import jupytext
+
+    pages = sorted((BOOK / "notebooks").glob("*.md"))
+    with tempfile.TemporaryDirectory(prefix="lint-notebooks-") as tmp:
+        for page in pages:
+            jupytext.write(jupytext.read(page), Path(tmp) / f"{page.stem}.ipynb")
+        proc = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ruff"),
+                "check",
+                "--config",
+                str(ROOT / "pyproject.toml"),
+                "--output-format",
+                "concise",
+                "--no-cache",
+                *(str(Path(tmp) / f"{page.stem}.ipynb") for page in pages),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        found = (proc.stdout + proc.stderr).replace(f"{tmp}/", "book/notebooks/")
+    return None if proc.returncode == 0 else found.replace(".ipynb:cell", ".md: cell")
+
+
 def main() -> int:
     failed = False
-    for name, check in (("snakemake --lint", snakemake_lint), ("hadolint", hadolint)):
+    checks = (("notebooks' code", notebooks), ("snakemake --lint", snakemake_lint))
+    for name, check in (*checks, ("hadolint", hadolint)):
         problem = check()
         print(f"{name}: {'clean' if problem is None else 'NOT clean'}", flush=True)
         if problem is not None:

@@ -99,7 +99,7 @@ class _Handler(SimpleHTTPRequestHandler):
     def guess_type(self, path: str) -> str:
         return publish.content_type(str(path))
 
-    def send_head(self):  # noqa: ANN201 - stdlib signature
+    def send_head(self):  # the stdlib's signature
         relative = unquote(urlsplit(self.path).path).lstrip("/")
         if relative and publish.excluded(relative):
             self.send_error(404, "not published")

@@ -85,7 +85,7 @@ def quota_project(tmp: Path) -> str:
             {
                 "type": "authorized_user",
                 "client_id": _cloud_sdk.CLOUD_SDK_CLIENT_ID,  # gcloud's, as the login writes
-                "client_secret": "not-a-secret",
+                "client_secret": "not-a-secret",  # pragma: allowlist secret (made up)
                 "refresh_token": "not-a-token",
             }
         )

@@ -151,12 +151,16 @@ def test_publishing_runs_with_exactly_the_maintainers_grants(
 
 def _executed_outputs(notebook: Path) -> str:
     cells = json.loads(notebook.read_text())["cells"]
-    return "\n".join(  # what the reader reads: printed text, errors, plain-text results
-        "".join(o.get("text", ""))
-        + "".join(o.get("data", {}).get("text/plain", ""))
-        + "\n".join(o.get("traceback", []))
+    # What the reader reads: printed text, errors, plain-text results. A cell's outputs are
+    # joined as they are shown: one print may arrive as two stream outputs on a busy machine.
+    return "\n".join(
+        "".join(
+            "".join(o.get("text", ""))
+            + "".join(o.get("data", {}).get("text/plain", ""))
+            + "\n".join(o.get("traceback", []))
+            for o in c.get("outputs", [])
+        )
         for c in cells
-        for o in c.get("outputs", [])
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -77,8 +78,6 @@ def test_emulator_leaves_no_process_and_no_files() -> None:
     emu.stop()
     assert not tmp.exists()
     with pytest.raises(ProcessLookupError):
-        import os
-
         os.kill(pid, 0)
 
 

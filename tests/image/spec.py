@@ -15,10 +15,6 @@ HADOLINT_CONFIG = ROOT / ".hadolint.yaml"
 LISTED = packages.load()
 BY_NAME = {p.name: p for p in LISTED}
 
-# The Google Batch executor plugin pins google-cloud-storage<3 while the book's group has 3.x, so
-# these two are checked in the `batch` venv (nox -s tests makes it), which resolves like the image.
-IN_BATCH_VENV = {"snakemake-executor-plugin-googlebatch", "google-cloud-storage"}
-
 
 def hadolint() -> str:
     found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(

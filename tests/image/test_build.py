@@ -3,7 +3,6 @@ runs, and the emulator settings the notebooks get inside the container."""
 
 from __future__ import annotations
 
-import ast
 import datetime
 import os
 import re
@@ -77,34 +76,6 @@ def test_nox_image_says_no_container_engine_and_fails(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "no container engine: nothing was built" in proc.stderr
     assert "built and tagged" not in proc.stdout
-
-
-def test_the_noxfile_image_session_asks_for_the_engine_before_it_builds() -> None:
-    """nox's session.run fails the session on a non-zero exit, so the engine command above stops
-    `nox -s image` with its reason, provided it runs first and its failure is not excused."""
-    tree = ast.parse((ROOT / "noxfile.py").read_text())
-    session = next(
-        node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "image"
-    )
-    runs = [
-        node
-        for node in ast.walk(session)
-        if isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "run"
-    ]
-    runs.sort(key=lambda node: (node.lineno, node.col_offset))
-    subcommands = [
-        next((a.value for a in run.args if isinstance(a, ast.Constant)), None) for run in runs
-    ]
-    assert "engine" in subcommands and "build" in subcommands
-    assert subcommands.index("engine") == 0, "nothing runs before the engine is known"
-    engine = runs[0]
-    assert not {k.arg for k in engine.keywords} & {"success_codes", "external"}
-    build = runs[subcommands.index("build")]
-    assert "session.posargs" in {
-        ast.unparse(a.value) for a in build.args if isinstance(a, ast.Starred)
-    }
 
 
 # -- tags and commands ----------------------------------------------------------------------------

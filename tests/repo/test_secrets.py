@@ -32,8 +32,13 @@ def test_the_repository_holds_no_secret() -> None:
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
-    found = scan([str(ROOT / f) for f in tracked if (ROOT / f).is_file()])
-    assert found == {}, found
+    files = [str(ROOT / f) for f in tracked if (ROOT / f).is_file()]
+    # Tables of content hashes (the previews' pixels): the hex-entropy detector would flag each
+    # row; every other detector, Google's shapes included, still reads them.
+    hashes = [f for f in files if f.endswith("preview_hashes.json")]
+    found = scan([f for f in files if f not in hashes])
+    found |= scan(hashes, leave_out=frozenset({"HexHighEntropyString"}))
+    assert hashes and found == {}, found
 
 
 def test_no_notebook_is_committed_with_outputs() -> None:

@@ -1,8 +1,8 @@
 """The Google Batch and Cloud Logging clients of a process answered by the stand-in service
 (tests/workflow/batch_service.py), for the tests only.
 
-Run this file with the Python of the `batch` venv instead of ``python -m snakemake`` and it is
-Snakemake, with the real executor plugin, the real profile and Snakefile, except that
+Run this file with the Python of the image's environment instead of ``python -m snakemake`` and it
+is Snakemake, with the real executor plugin, the real profile and Snakefile, except that
 ``google.cloud.batch_v1.BatchServiceClient`` and ``google.cloud.logging.Client`` send their
 calls to the service at ``MNB_BATCH_STANDIN_URL``, as the identity ``MNB_BATCH_STANDIN_AS``. Any
 other Python started with the service's ``site`` folder on PYTHONPATH (`workflow/googlebatch.py`

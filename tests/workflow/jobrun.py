@@ -1,5 +1,5 @@
-"""Helpers for the thumbnail job's robustness tests (test_job_*.py): run Snakemake as users do,
-snapshot objects, and check that no source object is ever changed by a run."""
+"""Helpers for the thumbnail job's tests (the test_*.py files beside this one): run Snakemake as
+users do, snapshot objects, and check that no source object is ever changed by a run."""
 
 from __future__ import annotations
 

@@ -133,7 +133,7 @@ def test_each_new_file_costs_the_render_task_one_download_and_one_upload(
 ) -> None:
     """The chapter's cost section: per file, one Class B download and one Class A upload by the
     machines; the rest is per batch (sources, manifest, result, log, and their checks)."""
-    done, where = finished
+    _, where = finished
     mine = [c for c in emulator.calls.list() if c.who == JOBS and not c.refused]
     downloads = [c for c in mine if c.resource == f"buckets/{where.raw}" and "alt=media" in c.path]
     uploads = [
@@ -170,7 +170,7 @@ def test_render_job_spec_runs_the_pinned_image_on_cos_as_the_jobs_account(finish
         f"global/images/family/batch-cos-stable-official"
     )
     assert policy["bootDisk"]["sizeGb"] == "0"  # nothing overrides the family's boot disk
-    assert policy["machineType"] == PROFILE["googlebatch-machine-type"] == "e2-standard-2"
+    assert policy["machineType"] == PROFILE["googlebatch-machine-type"]
     # render is preemptible: the plugin asks for PREEMPTIBLE (3), the older kind of Spot VM
     assert policy["provisioningModel"] == 3
     assert task["computeResource"]["cpuMilli"] == str(PROFILE["googlebatch-cpu-milli"])
@@ -407,34 +407,22 @@ def test_the_first_jobs_profile_runs_its_task_as_this_profile_does() -> None:
 
 
 def test_what_a_task_runs_with_is_in_the_image_list_at_versions_it_allows(task_python: str) -> None:
-    """The stand-in's tasks run with the batch-task group: each of its packages must be in
-    image/packages.txt and installed here at a version the list allows, so a task on Batch gets
-    what the tests ran (jsonschema comes with Snakemake, in the image as here)."""
-    import tomllib
-
+    """The stand-in's tasks run with the image's lines for what a task runs (nox installs them into
+    their venv): each must be installed there at a version the list allows, so a task on Batch
+    gets what the tests ran (jsonschema comes with Snakemake, in the image as here)."""
     from packaging.requirements import Requirement
 
-    from microscopy_notebook.image import packages
+    from microscopy_notebook.image import job_env, packages
 
-    listed = {p.pypi.lower(): p for p in packages.load()}
-    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
-
-    def expand(name: str) -> list[str]:
-        return [
-            r
-            for item in groups[name]
-            for r in (expand(item["include-group"]) if isinstance(item, dict) else [item])
-        ]
-
-    group = expand("batch-task")
-    names = [Requirement(r).name.lower() for r in group]
+    listed = {p.pypi.lower(): p for p in packages.load() if p.name in job_env.TASK_PACKAGES}
+    names = list(listed)
     script = (
         "import importlib.metadata as m, json, sys; "
         "print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))"
     )
     versions = json.loads(
         subprocess.run(
-            [task_python, "-c", script, *names, "snakemake"],
+            [task_python, "-c", script, *names],
             capture_output=True,
             text=True,
             check=True,
@@ -442,9 +430,6 @@ def test_what_a_task_runs_with_is_in_the_image_list_at_versions_it_allows(task_p
     )
     assert "jsonschema" in [Requirement(r).name for r in _requires(task_python, "snakemake")]
     for name in names:
-        if name == "jsonschema":
-            continue
-        assert name in listed, f"{name} runs in Batch tasks but is not in image/packages.txt"
         assert listed[name].specifier.contains(versions[name], prereleases=True), (
             f"{name} {versions[name]} is outside the image list's {listed[name].spec}"
         )

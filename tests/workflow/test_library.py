@@ -1,5 +1,5 @@
 """The thumbnail job's parts: planning (pure), storage I/O, one batch rendered in-process, the
-Snakefile's lint and its refusals. End-to-end runs are in test_workflow_runs.py."""
+Snakefile's lint and its refusals. End-to-end runs are in test_runs.py and beside it."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -105,8 +106,10 @@ def test_local_path_misuse(emulator, gcs, storage_env, tmp_path: Path) -> None:
         ),
         "malformed config.yaml": (
             [raw, out],
-            r"config\.yaml is not valid YAML at line 2, "
-            r"column 1: found character '\\t'",
+            (
+                r"config\.yaml is not valid YAML at line 2, "
+                r"column 1: found character '\\t'"
+            ),
         ),
     }
     with sources_unchanged(gcs, bucket, "raw/"):
@@ -175,6 +178,13 @@ def _fake_sign_in(tmp_path: Path) -> Path:
     return adc
 
 
+def _python_without_packages(tmp_path: Path) -> str:
+    """A Python with the standard library only: the image's environment has the Batch plugin."""
+    venv = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    return str(venv / "bin" / "python")
+
+
 def test_google_batch_path_misuse(batch_python: str, gcs, storage_env, tmp_path: Path) -> None:
     checkout = tmp_path / "checkout"  # the launcher runs Snakemake from the checkout's root
     shutil.copytree(WORKFLOW, checkout / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
@@ -194,15 +204,19 @@ def test_google_batch_path_misuse(batch_python: str, gcs, storage_env, tmp_path:
             batch_python,
             ["--project", "mnb-offline-check", *config],
             dict(bare, GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "missing.json")),
-            r"GOOGLE_APPLICATION_CREDENTIALS points at \S+missing\.json, which does not exist\. "
-            r".*gcloud auth application-default login",
+            (
+                r"GOOGLE_APPLICATION_CREDENTIALS points at \S+missing\.json, "
+                r"which does not exist\. .*gcloud auth application-default login"
+            ),
         ),
         "never signed in": (
             batch_python,
             ["--project", "mnb-offline-check", *config],
             bare,
-            r"found no Google credentials .*run `gcloud auth application-default login "
-            r"--no-launch-browser`",
+            (
+                r"found no Google credentials .*run `gcloud auth application-default login "
+                r"--no-launch-browser`"
+            ),
         ),
         "no project": (
             batch_python,
@@ -217,7 +231,7 @@ def test_google_batch_path_misuse(batch_python: str, gcs, storage_env, tmp_path:
             r"cannot use 'My Project' \(from --project\) as a Google Cloud project: a project ID",
         ),
         "the plugin missing": (
-            sys.executable,
+            _python_without_packages(tmp_path),
             ["--project", "mnb-offline-check", *config],
             bare,
             r"needs Snakemake's Google Batch plugin, which is not installed",

@@ -420,7 +420,7 @@ def test_large_image_bounded_memory(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert p.scalebar == "1 µm"  # 8192 x 0.5 nm = 4.1 µm
     g = grey(p.png)
     assert g[HEADER:].std() > 20
-    ((row, col, length),) = find_scalebars(g)
+    ((_, _, length),) = find_scalebars(g)
     assert length == pytest.approx(1e-6 / (n * 0.5e-9) * image_width(g), abs=1.5)
 
 

@@ -5,7 +5,7 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")  # draw into files: a batch machine has no screen
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 signal = hs.load(snakemake.input[0])  # noqa: F821 (Snakemake defines `snakemake`)
 if isinstance(signal, list):  # a file can hold several signals: take the first

@@ -303,8 +303,10 @@ def main(args) -> int:
             f"{nothing['wall']:.1f}",
             f"{some['wall']:.1f}",
             f"{result['peak_rss_mib']:.0f}",
-            f"{written / 1024:.0f} KiB of {after[csv_name] / 2**20:.1f} MiB "
-            f"({100 * result['report_written_fraction']:.2f}%)",
+            (
+                f"{written / 1024:.0f} KiB of {after[csv_name] / 2**20:.1f} MiB "
+                f"({100 * result['report_written_fraction']:.2f}%)"
+            ),
             f"{one_new:.1f} s",
         )
     )

@@ -19,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -37,7 +38,10 @@ PREVIEW_WIDTH = "180px"
 
 
 class FormatsTable(SphinxDirective):
-    option_spec = {"caption": directives.unchanged, "name": directives.unchanged}
+    option_spec: ClassVar[dict[str, Callable[[str], object]]] = {
+        "caption": directives.unchanged,
+        "name": directives.unchanged,
+    }
 
     def run(self) -> list[nodes.Node]:
         from thumbnails import formats, preview

@@ -7,6 +7,9 @@ in every book build, see `package_table`). Found by the browser tests
 * **404.html** at the site's root, for a bucket served as a website (chapters/publishing.md). It
   stands alone (no stylesheet or script of the site): Cloud Storage serves it for any missing
   address, at any depth, where the site's relative links would not resolve.
+* **"Open an issue" lands on a form.** The theme's button opens a blank issue; it opens the
+  repository's issue form for the guide instead (``.github/ISSUE_TEMPLATE/guide.yml``), with the
+  page filled in.
 * **Each inline script once.** Sphinx 7 (the series Jupyter Book 1 requires) writes an inline
   script twice when an extension adds it after the builder started, as sphinx-thebe does; the
   second ``const THEBE_JS_URL`` is a SyntaxError in every page's console. Fixed in Sphinx 8.2
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from urllib.parse import urlencode
 
 from sphinx.application import Sphinx
 
@@ -63,6 +67,24 @@ def _each_script_once(
     scripts[:] = unique  # the builder restores its own list after each page
 
 
+ISSUE_FORM = "guide.yml"  # in .github/ISSUE_TEMPLATE/; its `page` field takes the page's path
+ISSUES_BUTTON = "source-issues-button"  # the theme's label for its button
+
+
+def _buttons(buttons: list[dict]):
+    for button in buttons:
+        yield button
+        yield from _buttons(button.get("buttons", []))
+
+
+def _issue_form(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    for button in _buttons(context.get("header_buttons", [])):
+        if button.get("label") == ISSUES_BUTTON and "/issues/new" in button.get("url", ""):
+            repository = button["url"].split("/issues/new", 1)[0]
+            query = {"template": ISSUE_FORM, "page": f"/{pagename}.html"}
+            button["url"] = f"{repository}/issues/new?{urlencode(query)}"
+
+
 def _not_found_page(app: Sphinx, exception: Exception | None) -> None:
     if exception is not None or app.builder.name not in ("html", "dirhtml"):
         return
@@ -74,5 +96,6 @@ def _not_found_page(app: Sphinx, exception: Exception | None) -> None:
 
 def setup(app: Sphinx) -> dict:
     app.connect("html-page-context", _each_script_once, priority=900)  # after every other
+    app.connect("html-page-context", _issue_form, priority=600)  # after the theme's buttons
     app.connect("build-finished", _not_found_page)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -16,7 +16,9 @@ a list the image does not install. An argument names another list, relative to t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -32,7 +34,10 @@ WIDTHS = (28, 16, 56)
 
 class PackageTable(SphinxDirective):
     optional_arguments = 1
-    option_spec = {"caption": directives.unchanged, "name": directives.unchanged}
+    option_spec: ClassVar[dict[str, Callable[[str], object]]] = {
+        "caption": directives.unchanged,
+        "name": directives.unchanged,
+    }
 
     def run(self) -> list[nodes.Node]:
         if self.arguments:

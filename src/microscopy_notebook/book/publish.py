@@ -346,7 +346,8 @@ def execute(the_plan: Plan, site: Path, client, workers: int = WORKERS) -> list[
             for what, future in futures:
                 try:
                     future.result()
-                except Exception as err:  # reported with its object; the publish then fails
+                # any failure is reported with its object, and the publish then fails
+                except Exception as err:  # noqa: BLE001
                     errors.append(f"{what}: {type(err).__name__}: {err}")
             if errors:
                 break  # never remove anything after a failed upload
@@ -357,9 +358,11 @@ def summary(the_plan: Plan, dry_run: bool = False) -> str:
     target = f"gs://{the_plan.bucket}/{the_plan.prefix}"
     verb = "would be " if dry_run else ""
     lines = [
-        f"{target}: {len(the_plan.upload)} {verb}uploaded, {len(the_plan.update)} "
-        f"{verb}updated (headers only), {len(the_plan.unchanged)} unchanged, "
-        f"{len(the_plan.remove)} {verb}removed"
+        (
+            f"{target}: {len(the_plan.upload)} {verb}uploaded, {len(the_plan.update)} "
+            f"{verb}updated (headers only), {len(the_plan.unchanged)} unchanged, "
+            f"{len(the_plan.remove)} {verb}removed"
+        )
     ]
     lines += [
         f"  upload  {f.path}  ({f.headers.content_type}; {f.headers.cache_control})"

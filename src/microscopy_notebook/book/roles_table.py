@@ -15,7 +15,9 @@ breaks the guide's rules (`iam.problems`): the page can promise neither too litt
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 from docutils import nodes
@@ -45,7 +47,9 @@ def _literals(names: list[str]) -> list[nodes.Node]:
 
 class RolesTable(SphinxDirective):
     required_arguments = 1
-    option_spec = {"iam": directives.unchanged}  # another iam.yaml, relative to the page
+    option_spec: ClassVar[dict[str, Callable[[str], object]]] = {
+        "iam": directives.unchanged
+    }  # another iam.yaml, relative to the page
 
     def run(self) -> list[nodes.Node]:
         path = IAM

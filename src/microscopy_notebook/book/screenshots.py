@@ -26,11 +26,12 @@ import hashlib
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -40,7 +41,7 @@ from sphinx.directives.patches import Figure
 from sphinx.errors import ExtensionError
 from sphinx.util import logging
 
-from microscopy_notebook.book import BOOK, lab
+from microscopy_notebook.book import BOOK, lab, storage
 from microscopy_notebook.paths import IMAGE
 
 logger = logging.getLogger(__name__)
@@ -290,7 +291,10 @@ def _shoot(target, folder: Path, name: str) -> Path:
 class Screenshot(Figure):
     """``{screenshot} NAME``: the picture NAME, with the figure's options and caption."""
 
-    option_spec = {**Figure.option_spec, "alt": directives.unchanged}
+    option_spec: ClassVar[dict[str, Callable[[str], object]]] = {
+        **Figure.option_spec,
+        "alt": directives.unchanged,
+    }
 
     def run(self):
         name = self.arguments[0]
@@ -316,6 +320,7 @@ def _take_if_stale(app: Sphinx) -> None:
     if not stale(book):
         return
     logger.info("taking the screenshots of the reader's JupyterLab ...")
+    storage.ensure("the screenshots")  # the reader's JupyterLab reaches the example buckets
     shutil.rmtree(book / FOLDER, ignore_errors=True)
     take(book / FOLDER, book)
     (book / FOLDER / "inputs-key.txt").write_text(inputs_key(book))

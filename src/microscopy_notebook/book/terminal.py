@@ -41,8 +41,10 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -200,7 +202,7 @@ class Terminal(SphinxDirective):
     has_content = True
     # Read from the page's source: `scratch` copies, and `:image: FILE` shows FILE, as the
     # commands left it in the scratch folder, under what they printed.
-    option_spec = {
+    option_spec: ClassVar[dict[str, Callable[[str], object]]] = {
         "copy": directives.unchanged,
         "image": directives.unchanged,
         "exit": directives.nonnegative_int,

@@ -1,6 +1,6 @@
 """A loopback HTTP(S) front for fake-gcs-server.
 
-It exists for three reasons, each a wire-level gap rather than a client problem:
+It exists for four reasons, each a wire-level gap rather than a client problem:
 
 * gsutil only speaks https to the JSON API, and the Python client and gcloud are happiest on http;
   one backend serves both through this front.

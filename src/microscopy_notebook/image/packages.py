@@ -1,14 +1,18 @@
 """The image's package list, ``image/packages.txt``, read in one place.
 
-The Dockerfile installs the list, the book's tables are generated from it (``book/_ext``), the
-tests import every package of it and ``nox -s image`` checks it inside the built image. Where a
-conda-forge name differs from the PyPI name or from the module to import, the two tables below
-say so; nothing else in the project keeps such a mapping.
+The Dockerfile installs the list; nox installs it, by PyPI name (`requirements`, printed by
+``python -m microscopy_notebook.image.packages``), into every environment that stands for the
+image: the book's build, the tests, the Batch stand-in's tasks. The book's package table
+(`microscopy_notebook.book.package_table`) and the job's conda file
+(`microscopy_notebook.image.job_env`) are generated from it, and ``nox -s image`` checks it inside
+the built image. Where a conda-forge name differs from the PyPI name or from the module to import,
+the two tables below say so; nothing else in the project keeps such a mapping.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,3 +144,25 @@ def load(path: Path = PACKAGE_LIST) -> list[Package]:
 def by_module(packages: list[Package]) -> dict[str, Package]:
     """Module name -> package, for telling which package an ``import`` needs."""
     return {p.module: p for p in packages}
+
+
+def requirements(listed: list[Package]) -> list[str]:
+    """The packages as pip and uv read them: PyPI names with the list's bounds."""
+    return [f"{p.pypi}{p.specifier}" for p in listed]
+
+
+def main(names: list[str]) -> int:
+    """Print the requirements, of the named packages (conda names) or of the whole list."""
+    listed = load()
+    if names:
+        unknown = sorted(set(names) - {p.name for p in listed})
+        if unknown:
+            print(f"not in {PACKAGE_LIST}: {', '.join(unknown)}", file=sys.stderr)
+            return 1
+        listed = [p for p in listed if p.name in names]
+    print("\n".join(requirements(listed)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -279,7 +279,7 @@ def vertical_text(
     canvas: Image.Image, text: str, font: ImageFont.FreeTypeFont, x: int, middle: float
 ) -> None:
     """Text turned 90 degrees (reading upwards), its left edge at x, centred on middle."""
-    x0, y0, x1, y1 = font.getbbox(text)
+    _, _, x1, y1 = font.getbbox(text)
     mask = Image.new("L", (max(1, x1), y1 + 2), 0)
     ImageDraw.Draw(mask).text((0, 0), text, font=font, fill=255)
     mask = mask.rotate(90, expand=True)

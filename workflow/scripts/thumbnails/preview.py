@@ -182,7 +182,7 @@ def make_preview(path: Path, name: str | None = None, budget: int = BUDGET) -> P
             )
             drawn = _draw(view, views, signals, pick, title, subtitle, name)
             png = encode_png(drawn.image)
-    except Exception as exc:  # any failure to read or draw is the file's: say why
+    except Exception as exc:  # noqa: BLE001 - any failure to read or draw is the file's: say why
         return _placeholder(name, title, _reason(exc, path, base), len(signals))
     shown = f"{title} {drawn.shown}"
     if view.note:

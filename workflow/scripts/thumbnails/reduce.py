@@ -79,7 +79,7 @@ def limits(values: np.ndarray) -> tuple[float, float]:
     if v.size == 0:
         return 0.0, 1.0
     lo_i = int(LOW_PERCENTILE / 100 * (v.size - 1))
-    hi_i = int(round(HIGH_PERCENTILE / 100 * (v.size - 1)))
+    hi_i = round(HIGH_PERCENTILE / 100 * (v.size - 1))
     part = np.partition(v, (lo_i, hi_i))
     lo, hi = float(part[lo_i]), float(part[hi_i])
     if hi <= lo:

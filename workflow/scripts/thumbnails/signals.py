@@ -169,7 +169,7 @@ def header_of(path: Path, plugin: str) -> Header:
             return Header(max(size, _ser_decoded(path)))
     except Unreadable:
         raise
-    except Exception:  # the reader itself says what is wrong, when it tries
+    except Exception:  # noqa: BLE001 - the reader itself says what is wrong, when it tries
         return Header(size)
     return Header(size)
 
@@ -185,7 +185,7 @@ def _tiff_header(path: Path) -> Header:
             decoded += math.prod(series.shape) * np.dtype(series.dtype).itemsize
             try:
                 unit = TiffPages(series).unit
-            except Exception:
+            except Exception:  # noqa: BLE001 - a layout TiffPages cannot step through is read whole
                 streams = False
                 continue
             if series.dataoffset is None:  # compressed or scattered: strips decoded whole
@@ -401,7 +401,7 @@ def _read_ser(path: Path, base: str) -> list[dict]:
         if emi.exists():
             try:
                 objects = tia.get_xml_info_from_emi(str(emi)) or None
-            except Exception:  # a broken .emi must not cost the data its preview
+            except Exception:  # noqa: BLE001 - a broken .emi must not cost the data its preview
                 objects = None
     return tia.ser_reader(str(path), objects, lazy=False)
 
