@@ -11,6 +11,8 @@ It exists for three reasons, each a wire-level gap rather than a client problem:
   without hierarchical namespace.
 * upload ``Location`` headers name the backend's own address; they are rewritten to the address the
   client actually used, whatever its scheme.
+* fake-gcs-server ignores generation preconditions on compose, ``DELETE`` and ``PATCH`` and never
+  raises a metageneration; `preconditions.Preconditions` enforces them as Cloud Storage does.
 
 It also carries a fault table (`Faults`) so tests can make the storage misbehave on purpose, and
 records every call it serves (`Calls`: who, method, path, the bearer token sent), from which the
@@ -27,9 +29,12 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from microscopy_notebook.cloud.preconditions import Preconditions
 
 _AS = re.compile(r"^/as/([A-Za-z0-9_-]+)(/.*)$")
 _LAYOUT = re.compile(r"^/storage/v1/b/([^/?]+)/storageLayout(\?|$)")
@@ -53,7 +58,8 @@ class Fault:
 
     ``action`` is ``"status:NNN"`` (answer NNN without forwarding), ``"drop-after"`` (forward, then
     close the connection without answering: the request took effect, the client never hears), or
-    ``"reset"`` (close the connection before forwarding).
+    ``"reset"`` (close the connection before forwarding) or ``"delay:SECONDS"`` (forward it that
+    much later: a slow call, to widen a race's window).
     """
 
     match: Callable[[str, str], bool]
@@ -178,16 +184,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._storage_layout(layout.group(1))
             return
 
-        backend = http.client.HTTPConnection(*self.server.backend, timeout=120)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-        headers["Content-Length"] = str(len(body))
-        try:
-            backend.request(self.command, self.path, body=body, headers=headers)
-            resp = backend.getresponse()
-            data = resp.read()
-            status, out_headers = resp.status, resp.getheaders()
-        finally:
-            backend.close()
+        if action and action.startswith("delay:"):  # a slow call: answered, but late
+            time.sleep(float(action.split(":", 1)[1]))
+        status, out_headers, data = self.server.preconditions.serve(
+            self.command, self.path, body, lambda: self._forward(body)
+        )
 
         if action == "drop-after":
             self.close_connection = True
@@ -209,6 +210,17 @@ class _Handler(BaseHTTPRequestHandler):
         if there.encode() in data:
             data = data.replace(there.encode(), here.encode())
         self._answer(status, fixed, data)
+
+    def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        backend = http.client.HTTPConnection(*self.server.backend, timeout=120)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers["Content-Length"] = str(len(body))
+        try:
+            backend.request(self.command, self.path, body=body, headers=headers)
+            resp = backend.getresponse()
+            return resp.status, resp.getheaders(), resp.read()
+        finally:
+            backend.close()
 
     def _storage_layout(self, bucket: str) -> None:
         probe = http.client.HTTPConnection(*self.server.backend, timeout=30)
@@ -254,9 +266,11 @@ class _FrontServer(ThreadingHTTPServer):
         scheme: str,
         ssl_context: ssl.SSLContext | None = None,
         calls: Calls | None = None,
+        preconditions: Preconditions | None = None,
     ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.backend = backend
+        self.preconditions = preconditions or Preconditions(backend)
         self.faults = faults
         self.calls = calls if calls is not None else Calls()
         self.scheme = scheme
@@ -279,9 +293,12 @@ class Front:
     def __init__(self, backend: tuple[str, int], ssl_context: ssl.SSLContext) -> None:
         self.faults = Faults()
         self.calls = Calls()
+        checks = Preconditions(backend)  # one count of metagenerations for both listeners
         self._servers = [
-            _FrontServer(backend, self.faults, "http", calls=self.calls),
-            _FrontServer(backend, self.faults, "https", ssl_context, calls=self.calls),
+            _FrontServer(backend, self.faults, "http", calls=self.calls, preconditions=checks),
+            _FrontServer(
+                backend, self.faults, "https", ssl_context, calls=self.calls, preconditions=checks
+            ),
         ]
         self._threads = [
             threading.Thread(target=s.serve_forever, daemon=True) for s in self._servers
