@@ -178,35 +178,57 @@ def test_max_files_limits_the_run_not_the_count() -> None:
 
 
 # -- the report -----------------------------------------------------------------------------------
-def test_the_summary_adds_new_records_and_keeps_kept_names() -> None:
+def test_a_row_is_added_once_and_the_summary_is_counted_from_the_csv() -> None:
     src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
+    kept = report.row(src, dst, "c.dm3", ok=True, kind="image", shown=report.KEPT)
     first = {
         "batch": "a" * 16,
-        "kept": ["c.dm3"],
         "rows": [
-            report.row(src, dst, "a.dm3", ok=False, error="truncated"),
-            report.row(src, dst, "b.dm3", ok=True, kind="image"),
-            report.row(src, dst, "c.dm3", ok=True, kind="image"),
+            report.row(src, dst, "a.dm3", ok=False, kind="placeholder", error="truncated"),
+            report.row(src, dst, "b.dm3", ok=True, kind="image", renderer="1"),
+            kept,
         ],
     }
-    one = report.next_summary(report.parse_summary(None), src, dst, [first], {"plan": "p1"}, "t1")
-    assert one["summary"] == {"files": 3, "ok": 2, "failed": 1}
-    assert (one["records"], one["kept"], one["rows"]) == (["a" * 16], ["c.dm3"], "report.csv")
-    second = {
+    # Another run's batch of b.dm3 (its batches were cut otherwise): the same row, and a new file.
+    other = {
         "batch": "b" * 16,
-        "kept": [],
-        "rows": [report.row(src, dst, "d.dm3", ok=True, kind="spectrum")],
+        "rows": [
+            report.row(src, dst, "b.dm3", ok=True, kind="image", renderer="1"),
+            report.row(src, dst, "d.dm3", ok=True, kind="spectrum", renderer="1"),
+        ],
     }
-    two = report.next_summary(
-        report.parse_summary(report.report_json(one)), src, dst, [second], {"plan": "p2"}, "t2"
+    last: dict = {}
+    added = report.rows_to_add(last, [first, other])
+    assert [r["name"] for r in added] == ["a.dm3", "b.dm3", "c.dm3", "d.dm3"]
+    header, rows = report.parse_csv(report.report_csv(added))
+    assert header == report.REPORT_COLUMNS and len(rows) == len(added)
+    # A killed run's records merged again, after their rows were appended: nothing to add.
+    assert report.rows_to_add(report.last_rows(rows), [first, other]) == []
+    redone = report.row(
+        src, dst, "a.dm3", ok=True, kind="image", renderer="1", redone="placeholder"
     )
-    assert two["summary"] == {"files": 4, "ok": 3, "failed": 1}
-    assert two["records"] == ["a" * 16, "b" * 16] and two["last_run"] == {"plan": "p2"}
+    assert report.rows_to_add(last, [{"batch": "c" * 16, "rows": [redone]}]) == [redone]
+    summary = report.make_summary(src, dst, last, 5, ["b" * 16, "a" * 16], {"plan": "p"}, "t")
+    assert summary["summary"] == {"files": 4, "ok": 4, "failed": 0}  # a.dm3's later row counts
+    assert (summary["records"], summary["kept"], summary["csv_rows"]) == (
+        ["a" * 16, "b" * 16],
+        ["c.dm3"],
+        5,
+    )
     assert report.parse_summary(b"not json")["records"] == []  # a damaged summary: start again
     lines = report.csv_rows(first["rows"]).decode().splitlines()
     assert len(lines) == 3 and lines[0].startswith("a.dm3,gs://bkt/raw/a.dm3,gs://bkt/out/a.dm3")
     assert report.csv_header().decode().strip() == ",".join(report.REPORT_COLUMNS)
-    assert report.summary_line(one["summary"]).startswith("thumbnail job: done with 1 failure")
+    assert report.summary_line(report.summarize(first["rows"])).startswith(
+        "thumbnail job: done with 1 failure"
+    )
+    # A report.csv of an older job, without the newer columns: read with them empty.
+    old = b"name,source,preview,ok,kind,title,signals,shown,error\nx.dm3,s,p,True,image,x,1,x,\n"
+    header, (row,) = report.parse_csv(old)
+    assert len(header) == 9 and row[: len(header)] == tuple(
+        "x.dm3,s,p,True,image,x,1,x,".split(",")
+    )
+    assert row[len(header) :] == ("", "")
 
 
 def test_reported_means_a_preview_written_by_a_recorded_batch_or_kept() -> None:
@@ -243,10 +265,12 @@ def test_manifests_are_written_per_batch(tmp_path: Path) -> None:
         formats.companion_names,
         batch_size=2,
     )
-    paths = [str(tmp_path / f"{b}.json") for b in plan.batches]
-    write_manifests.write_manifests(json.loads(json.dumps(plan.as_dict())), paths)
+    write_manifests.write_plan(plan, tmp_path)
+    assert json.loads(write_manifests.plan_file(plan, tmp_path).read_text()) == plan.as_dict()
     for batch in plan.batches:
-        assert json.loads((tmp_path / f"{batch}.json").read_text()) == plan.manifest(batch)
+        manifest = write_manifests.manifest_file(batch, tmp_path)
+        assert json.loads(manifest.read_text()) == plan.manifest(batch)
+    assert not list(tmp_path.rglob("*.part"))  # each written aside, then renamed
 
 
 # -- storage --------------------------------------------------------------------------------------
@@ -299,7 +323,10 @@ def test_gcs_previews_carry_their_batch_and_a_killed_batch_s_are_relabelled(
     loc = parse_location(f"gs://{bucket}/out", "output")
     assert store.create(loc, "x.dm3.png", b"png", "image/png", batch="1" * 16)
     gcs.bucket(bucket).blob("out/y.dm3.png").upload_from_string(b"png")  # same bytes, not ours
-    assert dict(store.list_output(loc)) == {"x.dm3.png": "1" * 16, "y.dm3.png": None}
+    assert {n: listed.batch for n, listed in store.list_output(loc)} == {
+        "x.dm3.png": "1" * 16,
+        "y.dm3.png": None,
+    }
     generation = gcs.bucket(bucket).get_blob("out/x.dm3.png").generation
     assert store.matches(loc, "x.dm3.png", b"png", batch="2" * 16)  # ours: the new batch reports it
     blob = gcs.bucket(bucket).get_blob("out/x.dm3.png")
@@ -313,10 +340,19 @@ def test_gcs_previews_carry_their_batch_and_a_killed_batch_s_are_relabelled(
 def test_append_writes_only_what_it_adds(gcs, bucket: str, tmp_path: Path, where: str) -> None:
     store.client.cache_clear()
     loc = parse_location(f"gs://{bucket}/out" if where == "gs" else str(tmp_path / "out"), "output")
-    store.append(loc, "report.csv", b"1\n", b"head\n", "text/csv")
-    store.append(loc, "report.csv", b"2\n3\n", b"head\n", "text/csv")
+    assert store.append(loc, "report.csv", b"1\n", b"head\n", "text/csv", 0)
+    assert store.append(
+        loc, "report.csv", b"2\n3\n", b"", "text/csv", store.read(loc, "report.csv")[1]
+    )
     assert store.read(loc, "report.csv")[0] == b"head\n1\n2\n3\n"
     assert list(store.list_names(loc)) == ["report.csv"]  # no part object or temp file left
+    if where == "gs":  # over a generation that is no longer the CSV's: nothing is added
+        stale = gcs.bucket(bucket).get_blob("out/report.csv").generation
+        assert store.append(loc, "report.csv", b"4\n", b"", "text/csv", stale)
+        assert not store.append(loc, "report.csv", b"5\n", b"", "text/csv", stale)
+        assert not store.append(loc, "report.csv", b"5\n", b"", "text/csv", 0)
+        assert store.read(loc, "report.csv")[0] == b"head\n1\n2\n3\n4\n"
+        assert list(store.list_names(loc)) == ["report.csv"]
 
 
 def test_missing_bucket_is_a_clear_message(storage_env) -> None:
