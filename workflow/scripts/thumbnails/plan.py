@@ -48,17 +48,21 @@ class JobPlan:
     previewable: int = 0  # of which the job makes previews
     done: int = 0  # of which already have a preview and a report row
     skipped: dict = field(default_factory=dict)  # what is not previewed (`skipped_files`)
+    # Records in the output the report does not hold yet (a run stopped before or during its
+    # report step): this run's report step adds their rows, even with nothing new to preview.
+    pending: list[str] = field(default_factory=list)
 
     @property
     def id(self) -> str:
-        return _digest([self.source.url, self.target.url, *self.batches])
+        return _digest([self.source.url, self.target.url, *self.batches, "+", *self.pending])
 
     @property
     def files(self) -> int:
         return sum(len(items) for items in self.batches.values())
 
     def __bool__(self) -> bool:
-        return bool(self.batches)
+        """Whether the run has work: batches to render, or records to add to the report."""
+        return bool(self.batches or self.pending)
 
     def manifest(self, batch: str) -> dict:
         return {
@@ -77,6 +81,7 @@ class JobPlan:
             "previewable": self.previewable,
             "done": self.done,
             "skipped": self.skipped,
+            "pending": self.pending,
             "batches": {b: [i.as_dict() for i in items] for b, items in self.batches.items()},
         }
 
@@ -86,6 +91,11 @@ class JobPlan:
             f"previewable, {self.done} already done, {self.files} new in "
             f"{len(self.batches)} batch(es)"
         )
+        if self.pending:
+            line += (
+                f"; the report lacks the rows of {len(self.pending)} batch(es) a stopped run "
+                f"left, which this run adds"
+            )
         if self.skipped.get("files"):
             line += f"; {skipped_note(self.skipped)}"
         return line
@@ -145,8 +155,10 @@ def make_plan(
     batch_size: int,
     max_files: int | None = None,
     workers: int = 1,
+    pending: Iterable[str] = (),
 ) -> JobPlan:
-    """Everything the run will do, from one listing of the input and one of the output."""
+    """Everything the run will do, from one listing of the input and one of the output;
+    ``pending``: the records the report does not hold yet."""
     if batch_size < 1:
         raise JobConfigError(f"batch_size must be at least 1, got {batch_size}.")
     new, names, done = what_is_new(sources, outputs, reported, is_previewable)
@@ -164,6 +176,7 @@ def make_plan(
         previewable=previewable,
         done=done,
         skipped=skipped_files(names, is_previewable, companion_names),
+        pending=sorted(pending),
     )
     for chunk in split(items, batch_size, workers):
         plan.batches[batch_id(source, target, (i.name for i in chunk))] = chunk
