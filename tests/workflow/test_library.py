@@ -226,7 +226,7 @@ def test_a_row_is_added_once_and_the_summary_is_counted_from_the_csv() -> None:
     old = b"name,source,preview,ok,kind,title,signals,shown,error\nx.dm3,s,p,True,image,x,1,x,\n"
     header, (row,) = report.parse_csv(old)
     assert len(header) == 9 and row[: len(header)] == tuple(
-        "x.dm3,s,p,True,image,x,1,x,".split(",")
+        ["x.dm3", "s", "p", "True", "image", "x", "1", "x", ""]
     )
     assert row[len(header) :] == ("", "")
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -24,14 +27,20 @@ import render_batch
 from microscopy_notebook.cloud import pinned, samples
 from tests.workflow.jobrun import (
     LOCAL,
+    Background,
+    MemoryLimit,
+    bucket_report,
     check_previews,
     new_bucket,
     objects,
     png_size,
+    processes_running,
     report_of,
     snakemake,
     sources_unchanged,
     summary,
+    wait_all,
+    wait_until,
     write_4d_emd,
 )
 from thumbnails import formats, locations
@@ -278,3 +287,85 @@ def test_local_output_keeps_a_foreign_file_and_knows_its_own(
         assert (out / "dm3" / "multi_signal.dm3.png").read_bytes() == b"my own file"
         assert png_size((out / "eds" / "example1.msa.png").read_bytes()) == (500, 500)
     assert results["peak_memory_mib"] > 0
+
+
+# -- a file that stops the renderer ---------------------------------------------------------------
+HUGE = "zz/deflated 8k.tif"  # the batch's last file: 8192 x 8192 uint16, 128 MiB when decoded
+
+
+def _renderer_of(job: Background) -> int:
+    """The process of the run that renders: the batch's renderer process (or, in a job without
+    one, the batch's own process)."""
+    for fragment in ("thumbnails.worker", "render_batch"):
+        mine = [pid for pid in processes_running(fragment) if os.getpgid(pid) == job.proc.pid]
+        if mine:
+            return max(mine)  # the youngest: a process, not the shell that started it
+    raise AssertionError("no renderer process in the run")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["out of memory", "killed"])
+def test_a_file_that_stops_the_renderer_gets_a_placeholder_and_the_batch_goes_on(
+    emulator, gcs, storage_env, tmp_path: Path, how: str
+) -> None:
+    """The renderer's process is ended while it reads a file: by the kernel's OOM killer, under a
+    real memory limit (a memory cgroup, as the Batch task's container has, that the renderer is
+    moved into before it reads a file that decodes to 128 MiB), or by SIGKILL (a crash). That file
+    gets a placeholder saying it stopped the renderer; every other file of the batch its preview;
+    every row is reported, once."""
+    if how == "out of memory" and not MemoryLimit.available():
+        pytest.skip("this machine lets no test make a memory cgroup; 'killed' tests the rest")
+    bucket = new_bucket(gcs, "stops")
+    samples.seed(bucket, "raw/", gcs)
+    huge = tmp_path / "huge.tif"
+    ramp = np.add.outer(np.arange(8192, dtype=np.uint16), np.arange(8192, dtype=np.uint16))
+    tifffile.imwrite(huge, ramp, compression="zlib")  # a few MiB in the bucket
+    del ramp
+    gcs.bucket(bucket).blob(f"raw/{HUGE}").upload_from_filename(str(huge))
+    gate = uuid.uuid4().hex
+    emulator.faults.add(
+        lambda m, p: m == "GET" and "alt=media" in p and "deflated%208k.tif" in p, f"hold:{gate}"
+    )
+    work = tmp_path / "work"
+    config = [
+        "--config",
+        f"input=gs://{bucket}/raw",
+        f"output=gs://{bucket}/previews",
+        "batch_size=100",
+    ]
+    job = Background(work, "--profile", str(LOCAL), "--cores", "1", *config, env=storage_env)
+    try:
+        before_huge = f"{len(GOOD)}/{len(GOOD) + 1} "  # its log line of the file before HUGE
+
+        def waiting() -> bool:
+            logs = list(work.glob("results/thumbnail-job/logs/render/*.log"))
+            return bool(logs) and before_huge in logs[0].read_text()
+
+        wait_until(waiting, job, "the batch's renderer idle before the last file")
+        renderer = _renderer_of(job)
+        if how == "killed":
+            os.kill(renderer, signal.SIGKILL)
+            emulator.faults.release(gate)
+            ended = wait_all({"run": job})
+        else:
+            with MemoryLimit(64 * 2**20) as limit:
+                limit.add(renderer)  # from now on it may allocate 64 MiB more, no more
+                emulator.faults.release(gate)
+                ended = wait_all({"run": job})
+                oom_kills = limit.oom_kills()
+            assert oom_kills >= 1  # the kernel's OOM killer ended it, for real
+    finally:
+        job.kill_group()
+    output = job.output()
+    assert ended and job.proc.returncode == 0, output
+    assert "done with 1 failure" in summary(output)
+    summary_doc, rows = bucket_report(gcs, bucket, "previews/")
+    assert sorted(rows) == sorted([*GOOD, HUGE])
+    stopped = rows.pop(HUGE)
+    assert stopped["ok"] == "False" and stopped["kind"] == "placeholder"
+    assert "the file stopped the renderer" in stopped["error"], stopped
+    if how == "out of memory":
+        assert "more memory than the machine has" in stopped["error"]
+    assert all(r["ok"] == "True" for r in rows.values()), rows  # the rest of the batch
+    made = check_previews(gcs, bucket, "previews/")  # the placeholder too: whole 500x500 PNGs
+    assert sorted(made) == sorted(f"{n}.png" for n in [*GOOD, HUGE])

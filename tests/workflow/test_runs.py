@@ -20,9 +20,17 @@ from tests.workflow.jobrun import (
     GOOGLEBATCH,
     LOCAL,
     WORKFLOW,
+    Background,
+    bucket_report,
+    check_previews,
+    new_bucket,
+    objects,
     png_size,
     report_of,
+    seed_copies,
     snakemake,
+    sources_unchanged,
+    wait_all,
 )
 
 NOTHING = "Nothing to be done"
@@ -150,6 +158,59 @@ def test_local_folders_with_one_command(sample_dir: Path, tmp_path: Path) -> Non
     assert strict.returncode != 0  # strict=True: a file that could not be previewed fails the run
     assert "1 file(s) could not be previewed and strict is set" in strict.stderr
     assert (tmp_path / "previews" / "broken.dm3.png").exists()  # its placeholder all the same
+
+
+def test_two_runs_at_once_with_other_batches_report_each_file_once(
+    emulator, gcs, storage_env, tmp_path: Path
+) -> None:
+    """Two people start the job on the same buckets at the same moment, from their own folders,
+    one with batch_size=10 and one with 23: both plan all 45 files, cut into other batches, and
+    both render them. Every CSV append is slowed down (2 s), so that both read the report before
+    either adds to it. Each file is reported once; report.json and report.csv agree; a third run
+    finds nothing to do and changes nothing."""
+    bucket = new_bucket(gcs, "overlap")
+    names = seed_copies(gcs, bucket, 5)
+    config = ["--config", f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews"]
+    slow = emulator.faults.add(
+        lambda m, p: m == "POST" and f"/b/{bucket}/o/" in p and "/compose" in p,
+        "delay:2",
+        times=10**6,
+    )
+    with sources_unchanged(gcs, bucket, "raw/"):
+        jobs = {
+            size: Background(
+                tmp_path / f"batch_size-{size}",
+                "--profile",
+                str(LOCAL),
+                "--cores",
+                "2",
+                *config,
+                f"batch_size={size}",
+                env=storage_env,
+            )
+            for size in (10, 23)
+        }
+        wait_all(jobs)
+    outputs = {size: job.output() for size, job in jobs.items()}
+    emulator.faults.clear()
+    print(f"appends slowed down: {slow.hits}")
+    for size, job in jobs.items():
+        assert job.proc.returncode == 0, outputs[size]
+        assert "45 new in" in outputs[size]  # both planned every file: they truly overlapped
+    made = check_previews(gcs, bucket, "previews/")
+    assert sorted(made) == sorted(f"{name}.png" for name in names)
+    summary, rows = bucket_report(gcs, bucket, "previews/")  # each file once, and they agree
+    assert sorted(rows) == names
+    records = {
+        b.name.rsplit("/", 1)[1][:-5]
+        for b in gcs.list_blobs(bucket, prefix="previews/report/batches/")
+    }
+    assert len(records) == 6 + 2 and set(summary["records"]) == records  # both runs' batches
+
+    before = objects(gcs, bucket, "previews/")
+    third = snakemake(tmp_path / "batch_size-10", "--profile", str(LOCAL), *config, env=storage_env)
+    assert third.returncode == 0 and NOTHING in third.stderr
+    assert objects(gcs, bucket, "previews/") == before
 
 
 # -- the cloud path, offline ----------------------------------------------------------------------

@@ -28,6 +28,7 @@ from thumbnails.plan import JobPlan
 
 ATTEMPTS = 20  # another run appended or wrote a summary in between: read again, add what is left
 LOCK = "report/lock"  # a local folder's lock around the report's read-modify-write
+PARTS = "report/parts"  # in a bucket, the pieces appended to the CSV, each for a moment
 
 
 def run_figures(records: list[dict]) -> dict:
@@ -62,6 +63,7 @@ def merge_into_report(source: Location, target: Location, run: dict) -> dict:
     """Append the rows the report lacks from every record the summary does not hold yet, then
     write the summary of the CSV; returns that summary."""
     recorded = recorded_batches(target)
+    store.remove_parts(target, PARTS)  # those a killed run's append left behind
     records: dict[str, dict] = {}  # read once, whatever the attempts
     with store.locked(target, LOCK):
         for attempt in range(ATTEMPTS):
@@ -94,6 +96,7 @@ def merge_into_report(source: Location, target: Location, run: dict) -> dict:
                 report.csv_header(),
                 "text/csv; charset=utf-8",
                 csv_generation,
+                PARTS,
             ):
                 continue  # another run appended first: read the CSV again
             count = len(rows) + len(new)

@@ -58,8 +58,9 @@ class Fault:
 
     ``action`` is ``"status:NNN"`` (answer NNN without forwarding), ``"drop-after"`` (forward, then
     close the connection without answering: the request took effect, the client never hears), or
-    ``"reset"`` (close the connection before forwarding) or ``"delay:SECONDS"`` (forward it that
-    much later: a slow call, to widen a race's window).
+    ``"reset"`` (close the connection before forwarding), ``"delay:SECONDS"`` (forward it that
+    much later: a slow call, to widen a race's window) or ``"hold:NAME"`` (forward it once the
+    test calls `Faults.release` with NAME: a call held up until the test has seen what it needs).
     """
 
     match: Callable[[str, str], bool]
@@ -74,6 +75,7 @@ class Faults:
 
     _items: list[Fault] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _gates: dict[str, threading.Event] = field(default_factory=dict)
 
     def add(self, match: Callable[[str, str], bool], action: str, times: int = 1) -> Fault:
         fault = Fault(match, action, times)
@@ -84,6 +86,20 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            for gate in self._gates.values():  # nothing stays held up
+                gate.set()
+            self._gates.clear()
+
+    def release(self, name: str) -> None:
+        """Let the calls held by ``"hold:NAME"`` go on (and any that come later)."""
+        self._gate(name).set()
+
+    def wait(self, name: str) -> None:
+        self._gate(name).wait()
+
+    def _gate(self, name: str) -> threading.Event:
+        with self._lock:
+            return self._gates.setdefault(name, threading.Event())
 
     def take(self, method: str, path: str) -> str | None:
         with self._lock:
@@ -186,6 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         if action and action.startswith("delay:"):  # a slow call: answered, but late
             time.sleep(float(action.split(":", 1)[1]))
+        if action and action.startswith("hold:"):  # until the test lets it go
+            self.server.faults.wait(action.split(":", 1)[1])
         status, out_headers, data = self.server.preconditions.serve(
             self.command, self.path, body, lambda: self._forward(body)
         )

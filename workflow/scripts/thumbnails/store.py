@@ -437,13 +437,20 @@ def locked(loc: Location, name: str) -> Iterator[None]:
 
 
 def append(
-    loc: Location, name: str, data: bytes, first: bytes, content_type: str, generation: int
+    loc: Location,
+    name: str,
+    data: bytes,
+    first: bytes,
+    content_type: str,
+    generation: int,
+    parts: str = "parts",
 ) -> bool:
     """Add ``data`` at the end of ``name`` as read at ``generation`` (0: absent, then it is made
     as ``first + data``), writing only ``data``; False, and nothing added, when ``name`` changed
     since (another run appended): read it again and retry. In a bucket the append is a
     server-side compose of the object and a part object made for it (removed afterwards), under
-    preconditions on both generations, so a run uploads what it adds, not the whole report.
+    preconditions on both generations, so a run uploads what it adds, not the whole report. The
+    part is made in the folder ``parts`` (where `remove_parts` removes those a killed run left).
     Either the whole append is there or none of it. A local file is rewritten aside and renamed
     into place; the caller holds `locked`."""
     if loc.scheme == "file":
@@ -477,7 +484,7 @@ def append(
             except PreconditionFailed:
                 return False
             return _upload(loc, name, whole + data, content_type, generation)
-        part = bucket.blob(loc.key(f"{name}.{uuid.uuid4().hex}.part"))
+        part = bucket.blob(loc.key(f"{parts}/{uuid.uuid4().hex}"))
         part.upload_from_string(
             data, content_type=content_type, if_generation_match=0, retry=_retry(), timeout=TIMEOUT
         )
@@ -491,13 +498,34 @@ def append(
                 timeout=TIMEOUT,
             )
             return True
-        except PreconditionFailed:
+        except (PreconditionFailed, NotFound):  # (NotFound: its part removed by `remove_parts`)
             return False
         finally:
             with contextlib.suppress(NotFound):  # made by this call: removed, whatever happened
                 part.delete(if_generation_match=part.generation, retry=_retry(), timeout=TIMEOUT)
     except _storage_errors() as exc:
         raise _explain(exc, loc, f"append to {name} in") from exc
+
+
+def remove_parts(loc: Location, parts: str = "parts") -> int:
+    """Remove the part objects of appends in the folder ``parts`` (a killed run leaves its own
+    behind); each only as listed (a generation precondition). An append whose part goes this way
+    fails and is made again, so this is safe while other runs append. Returns how many."""
+    if loc.scheme == "file":
+        return 0
+    from google.api_core.exceptions import NotFound, PreconditionFailed
+
+    removed = 0
+    try:
+        for blob in client().list_blobs(
+            loc.bucket, prefix=f"{loc.key(parts)}/", retry=_retry(), timeout=TIMEOUT
+        ):
+            with contextlib.suppress(NotFound, PreconditionFailed):
+                blob.delete(if_generation_match=blob.generation, retry=_retry(), timeout=TIMEOUT)
+                removed += 1
+    except _storage_errors() as exc:
+        raise _explain(exc, loc, "clean up") from exc
+    return removed
 
 
 def _upload(
