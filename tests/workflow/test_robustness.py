@@ -31,6 +31,7 @@ from tests.workflow.jobrun import (
     MemoryLimit,
     bucket_report,
     check_previews,
+    folder_report,
     new_bucket,
     objects,
     png_size,
@@ -369,3 +370,92 @@ def test_a_file_that_stops_the_renderer_gets_a_placeholder_and_the_batch_goes_on
     assert all(r["ok"] == "True" for r in rows.values()), rows  # the rest of the batch
     made = check_previews(gcs, bucket, "previews/")  # the placeholder too: whole 500x500 PNGs
     assert sorted(made) == sorted(f"{n}.png" for n in [*GOOD, HUGE])
+
+
+# -- names are data -------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_names_are_data_never_paths(emulator, gcs, storage_env, sample_dir: Path, tmp_path) -> None:
+    """Object names of every length and byte Cloud Storage allows, bucket to bucket and bucket to
+    a local folder, and a legal 224-byte local file name: nothing is ever written outside the
+    job's folders. Where a name cannot have a preview in the output folder (a leading /, '..',
+    a part longer than the file system's, or an object name longer than Cloud Storage's), its
+    row says why and nothing is written for it; every other file is previewed."""
+    escape = Path("/tmp") / f"mnb-escape-{uuid.uuid4().hex[:8]}"  # where no file may appear
+    parts = "/".join(["n" * 222] * 4) + ".msa"  # 895 bytes, parts of 222
+    names = {  # name under raw/ -> why it has no preview in a local folder (None: it has one)
+        parts: None,
+        "m" * 892 + ".msa": "a part of the preview's file name would be 900 bytes",
+        f"/{escape.relative_to('/')}/leading.msa": "the name begins with '/'",
+        f"../../{escape.relative_to('/')}/dotdot.msa": "the name has a '..' part",
+        "odd/a #?%+[]*.msa": None,
+        "odd/\u00c5ngstr\u00f6m.msa": None,  # NFC
+        "odd/A\u030angstro\u0308m.msa": None,  # the same letters, NFD: another object
+        "sp ace/ü x.msa": None,
+    }
+    too_long = "g" * 1008 + ".msa"  # its preview's object name would pass 1,024 bytes
+    bucket = new_bucket(gcs, "names")
+    data = (sample_dir / "eds" / "example1.msa").read_bytes()
+    for name in [*names, too_long]:
+        gcs.bucket(bucket).blob(f"raw/{name}").upload_from_string(data)
+    local_in = tmp_path / "in"
+    local_in.mkdir()
+    (local_in / ("q" * 220 + ".msa")).write_bytes(data)  # 224 bytes, legal on any Linux disk
+    out = tmp_path / "previews"
+    runs = {
+        "to a bucket": [f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews"],
+        "to a folder": [f"input=gs://{bucket}/raw", f"output={out}"],
+        "folder to folder": [f"input={local_in}", f"output={tmp_path / 'local-previews'}"],
+    }
+    jobs = {
+        what: Background(
+            tmp_path / what.replace(" ", "-"),
+            "--profile",
+            str(LOCAL),
+            "--config",
+            *config,
+            env=storage_env,
+        )
+        for what, config in runs.items()
+    }
+    wait_all(jobs)
+    for job in jobs.values():
+        assert job.proc.returncode == 0, job.output()
+    assert not escape.exists()  # no download, no preview, nowhere outside
+
+    summary_doc, rows = bucket_report(gcs, bucket, "previews/")
+    assert sorted(rows) == sorted([*names, too_long])
+    assert rows.pop(too_long)["error"].startswith(
+        "no preview written: the preview's object name would be 1025 bytes"
+    )
+    assert all(r["ok"] == "True" for r in rows.values()), rows  # every other name, in a bucket
+    made = check_previews(gcs, bucket, "previews/")
+    assert sorted(made) == sorted(f"{n}.png" for n in names)
+
+    summary_doc, rows = folder_report(out)
+    assert sorted(rows) == sorted([*names, too_long])
+    for name, why in names.items():
+        if why is None:
+            assert rows[name]["ok"] == "True" and (out / f"{name}.png").is_file(), rows[name]
+        else:
+            assert rows[name]["error"].startswith(f"no preview written: {why}"), rows[name]
+            assert rows[name]["preview"] == ""
+    assert summary_doc["unwritable"] == sorted([*(n for n, why in names.items() if why), too_long])
+    written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert written == {f"{n}.png" for n, why in names.items() if why is None} | {
+        "report.json",
+        "report.csv",
+        "report/lock",
+        *(f"report/batches/{b}.json" for b in summary_doc["records"]),
+    }
+    again = snakemake(
+        tmp_path / "to-a-folder",
+        "--profile",
+        str(LOCAL),
+        "--config",
+        *runs["to a folder"],
+        env=storage_env,
+    )
+    assert again.returncode == 0 and "Nothing to be done" in again.stderr  # reported, not redone
+
+    summary_doc, rows = folder_report(tmp_path / "local-previews")
+    assert [r["ok"] for r in rows.values()] == ["True"]

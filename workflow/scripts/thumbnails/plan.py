@@ -120,14 +120,16 @@ def what_is_new(
     outputs: Iterable[str],
     reported: Iterable[str],
     is_previewable: Callable[[str], bool],
+    without_preview: Iterable[str] = (),
 ) -> tuple[list[str], set[str], int]:
     """Previewable sources that lack a preview or a report row, sorted; plus every source name
-    (to check companions) and how many previewable files are already done.
+    (to check companions) and how many previewable files are already done. ``without_preview``:
+    files done with a row only, since their names can have no preview in the output.
 
     A file with a preview but no report row is redone: that is what an interrupted run leaves, and
     redoing it only adds the row (the existing preview is never overwritten).
     """
-    have = {src for src in map(source_of, outputs) if src is not None}
+    have = {src for src in map(source_of, outputs) if src is not None} | set(without_preview)
     rows = set(reported)
     names: set[str] = set()
     new: list[str] = []
@@ -156,12 +158,14 @@ def make_plan(
     max_files: int | None = None,
     workers: int = 1,
     pending: Iterable[str] = (),
+    without_preview: Iterable[str] = (),
 ) -> JobPlan:
     """Everything the run will do, from one listing of the input and one of the output;
-    ``pending``: the records the report does not hold yet."""
+    ``pending``: the records the report does not hold yet; ``without_preview``: see
+    `what_is_new`."""
     if batch_size < 1:
         raise JobConfigError(f"batch_size must be at least 1, got {batch_size}.")
-    new, names, done = what_is_new(sources, outputs, reported, is_previewable)
+    new, names, done = what_is_new(sources, outputs, reported, is_previewable, without_preview)
     previewable = len(new) + done
     if max_files is not None:
         new = new[:max_files]
