@@ -42,10 +42,11 @@ def snakemake(
     env: dict | None = None,
     python: str = sys.executable,
     timeout: float = 600,
+    snakefile: Path = SNAKEFILE,
 ) -> subprocess.CompletedProcess:
     """Snakemake on the thumbnail job, as users run it (``env``: default, this process's)."""
     run = subprocess.run(
-        command(*args, python=python),
+        command(*args, python=python, snakefile=snakefile),
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -178,8 +178,9 @@ def config_problem(error: BaseException) -> str:
         f"{what}. The keys are "
         f"`input` and `output` (each `gs://bucket/prefix` or a local directory), `batch_size` (a "
         f"whole number of files per job, at least 1), `max_files` (a whole number, or null for "
-        f"all; `max_files=` on the command line) and `strict` (`strict=True` on the command line); "
-        f"see workflow/schemas/config.schema.yaml."
+        f"all; `max_files=` on the command line), `strict` (`strict=True` on the command line) "
+        f"and `redo` (`placeholders` or `older-than=VERSION`); see "
+        f"workflow/schemas/config.schema.yaml."
     )
 
 

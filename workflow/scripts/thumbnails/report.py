@@ -114,6 +114,9 @@ def summary_line(summary: Mapping) -> str:
             f"object already had {'their names' if kept != 1 else 'its name'} (kept as it "
             f"was, see the report)"
         )
+    redone = len(summary.get("redone") or ())
+    if redone:
+        line += f"; {redone} preview{'s' if redone != 1 else ''} redone (see the report)"
     if (summary.get("skipped") or {}).get("files"):
         line += f"; {skipped_note(summary['skipped'])}"
     return line

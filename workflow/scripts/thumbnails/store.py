@@ -239,6 +239,15 @@ def md5_of(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
+def md5_of_file(loc: Location, name: str) -> str | None:
+    """The MD5 (as `md5_of`) of the local file ``name`` under ``loc``; None if there is none."""
+    try:
+        with open(local_path(loc, name), "rb") as f:
+            return base64.b64encode(hashlib.file_digest(f, "md5").digest()).decode()
+    except OSError:
+        return None
+
+
 def _temporary(folder: Path) -> Path:
     """A fresh temporary file name in ``folder``: never taken from an object's name, so that it
     fits whatever the name's length."""
