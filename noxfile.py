@@ -15,7 +15,7 @@ BOOK_HTML = ROOT / "book" / "_build" / "html"
 nox.needs_version = ">=2025.2.9"  # dependency_groups() and include-group support
 nox.options.default_venv_backend = "uv|virtualenv"  # uv when installed: installs in seconds
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "site"]
 # Environments as users have them: a pip or mamba install compiles bytecode, uv does not by
 # default, and these machines set PYTHONDONTWRITEBYTECODE, so without it every process would
 # compile every import from source (Snakemake's start-up alone: 1.6 s instead of 0.7 s).
@@ -52,23 +52,46 @@ def lint(session: nox.Session) -> None:
     session.run("python", "-m", "microscopy_notebook.lint")  # snakemake --lint and hadolint
 
 
-@nox.session(python=PYTHON)
-def tests(session: nox.Session) -> None:
-    """Run the whole test suite: book, workflow, image spec and the built site."""
-    _install(session, "test")
-    _ensure_chromium(session)  # tests/book/test_browser.py drives Debian's chromium
-    build_book(session)  # the site tests read what the docs session would publish (and gsutil)
+# `nox -s tests`: everything but the book, so one test costs seconds, not a site build.
+# `nox -s site`: the book built as `nox -s docs` builds it, then the tests that read it or build
+# books of their own (chapters' commands, the browser, JupyterLab, downloads, links, publishing).
+SITE_TESTS = ["tests/book"]
+TESTS = ["tests/workflow", "tests/cloud", "tests/image", "tests/bench", "tests/repo"]
+
+
+def _pytest(session: nox.Session, default_paths: list[str]) -> None:
+    """pytest on the session's folders, or on the files and node ids after ``--``."""
+    named = [a for a in session.posargs if (ROOT / a.split("::", 1)[0]).exists()]
     session.run(
         "pytest",
         "--numprocesses=3",  # most tests wait on servers, retries and browsers, not CPU
         "--dist=loadfile",  # a file's tests share its fixtures (a browser, a JupyterLab)
         "--durations=12",  # the slowest tests, where the suite's 8-minute budget goes
         *session.posargs,
+        *([] if named else default_paths),
         env={
             "MNB_BATCH_PYTHON": _batch_python(session),
             "MNB_BATCH_TASK_PYTHON": _task_python(session),
         },
     )
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Test the workflow, cloud, image spec, benchmarks and repository: no book, no browser."""
+    _install(session, "test")
+    _use_images_gsutil(session)  # the workflow and image tests run the image's gsutil
+    session.log("no book build: the site's tests run in `nox -s site`")
+    _pytest(session, TESTS)
+
+
+@nox.session(python=PYTHON)
+def site(session: nox.Session) -> None:
+    """Build the book, then run the site, browser, JupyterLab, download, link and publish tests."""
+    _install(session, "test")
+    _ensure_chromium(session)  # tests/book/test_browser.py drives Debian's chromium
+    build_book(session)  # the site tests read what the docs session would publish
+    _pytest(session, SITE_TESTS)
 
 
 CHROMIUM = Path("/usr/bin/chromium")

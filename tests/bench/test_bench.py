@@ -58,15 +58,6 @@ def test_the_scale_mode_reports_plan_reruns_and_memory(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_book_timing_builds_a_copy_three_times() -> None:
-    proc = subprocess.run([*BENCH, "--book-only"], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
-    times = json.loads(proc.stdout.strip().splitlines()[-1])["book"]
-    assert set(times) == {"cold_s", "no_change_s", "one_notebook_edited_s"}
-    assert all(t > 0 for t in times.values())
-
-
-@pytest.mark.slow
 def test_the_archive_mode_reports_fixed_costs_report_bytes_and_latency(tmp_path: Path) -> None:
     out = tmp_path / "archive.json"
     proc = subprocess.run(

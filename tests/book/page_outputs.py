@@ -28,7 +28,7 @@ def download(notebook: str) -> nbformat.NotebookNode:
     """The ``.ipynb`` the page ``notebook`` (e.g. "notebooks/scaling") offers for download."""
     path = DOWNLOADS / f"{notebook}.ipynb"
     if not path.exists():
-        pytest.fail("no built site: run `nox -s docs` (nox -s tests builds it before pytest)")
+        pytest.fail("no built site: run `nox -s docs` (`nox -s site` builds it before its tests)")
     return nbformat.read(path, as_version=4)
 
 

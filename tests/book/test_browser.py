@@ -2,7 +2,7 @@
 
 The site is served on 127.0.0.1 the way the bucket serves it (the content types of
 `microscopy_notebook.book.publish`; the build's own files are not there), and Playwright for Python
-drives ``/usr/bin/chromium`` (Playwright never downloads a browser of its own: ``nox -s tests``
+drives ``/usr/bin/chromium`` (Playwright never downloads a browser of its own: ``nox -s site``
 installs Debian's). The machine has no internet, and the site must not need it: any request to
 another host is blocked *and* fails the test, so a page that would fetch a font, a script or an
 analytics beacon from a CDN is caught.
@@ -109,7 +109,7 @@ class _Handler(SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def site_url() -> Iterator[str]:
     if not (HTML / "index.html").exists():
-        pytest.fail("no built site: run `nox -s docs` (nox -s tests builds it before pytest)")
+        pytest.fail("no built site: run `nox -s docs` (`nox -s site` builds it before its tests)")
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(HTML)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -132,7 +132,7 @@ class Browser:
 @pytest.fixture(scope="module")
 def browser(site_url: str) -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.fail(f"no {CHROMIUM}: `nox -s tests` installs Debian's chromium (apt-get) first")
+        pytest.fail(f"no {CHROMIUM}: `nox -s site` installs Debian's chromium (apt-get) first")
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
             profile,  # an empty user-data dir, removed afterwards

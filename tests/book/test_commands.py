@@ -60,6 +60,7 @@ ALLOWED_DIRECTIVES = {
     "{tip}",
     "{literalinclude}",
     "{package-table}",
+    "{formats-table}",  # the job's table of formats and its previews; no code
     "{figure}",
     "{image}",
     "{admonition}",

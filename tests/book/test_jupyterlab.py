@@ -84,7 +84,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, storage: Emulator) -> Iterator
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.fail(f"no {CHROMIUM}: `nox -s tests` installs Debian's chromium (apt-get) first")
+        pytest.fail(f"no {CHROMIUM}: `nox -s site` installs Debian's chromium (apt-get) first")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
@@ -127,7 +127,7 @@ def _launch_url(notebook: str) -> str:
     """The href of the launch button on the notebook's built page."""
     html = book.HTML / f"{notebook}.html"
     if not html.exists():
-        pytest.fail("no built site: run `nox -s docs` (nox -s tests builds it before pytest)")
+        pytest.fail("no built site: run `nox -s docs` (`nox -s site` builds it before its tests)")
     links = BeautifulSoup(html.read_text(), "html.parser").select(".dropdown-launch-buttons a")
     assert len(links) == 1, f"{notebook}: launch links {links}"
     return links[0]["href"]

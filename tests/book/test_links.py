@@ -105,7 +105,7 @@ def test_the_checker_finds_broken_files_and_anchors(tmp_path: Path) -> None:
 
 def test_every_link_and_anchor_in_the_built_site_resolves() -> None:
     if not (book.HTML / "index.html").exists():
-        pytest.fail("no built site: run `nox -s docs` (nox -s tests builds it before pytest)")
+        pytest.fail("no built site: run `nox -s docs` (`nox -s site` builds it before its tests)")
     problems = broken_links(book.HTML)
     assert not problems, "broken links in the built site:\n" + "\n".join(problems)
 
@@ -113,7 +113,7 @@ def test_every_link_and_anchor_in_the_built_site_resolves() -> None:
 def test_cross_page_anchors_are_really_checked() -> None:
     """The guide links to headings of other pages; each such link was among those checked."""
     if not (book.HTML / "index.html").exists():
-        pytest.fail("no built site: run `nox -s docs` (nox -s tests builds it before pytest)")
+        pytest.fail("no built site: run `nox -s docs` (`nox -s site` builds it before its tests)")
     page = book.HTML / "chapters" / "migration.html"
     soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
     anchored = [

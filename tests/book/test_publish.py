@@ -293,7 +293,7 @@ def test_the_command_line(site, gcs, bucket: str, capsys: pytest.CaptureFixture[
 def test_publishing_the_built_site(gcs, bucket: str) -> None:
     site = book.HTML
     if not (site / "index.html").exists():
-        pytest.skip("no built site: nox -s tests builds it before pytest")
+        pytest.skip("no built site: `nox -s site` builds it before its tests")
     files = {f.path: f for f in publish.site_files(site)}
     plan = publish.publish(site, f"gs://{bucket}", log=_quiet)
     objects = _objects(gcs, bucket)

@@ -21,7 +21,7 @@ def tables() -> list[dict[str, str]]:
     """Every two-column table the built page shows: label -> value as displayed."""
     html = book.HTML / "notebooks" / "scaling.html"
     if not html.exists():
-        pytest.fail("no built site: run `nox -s docs` (nox -s tests builds it before pytest)")
+        pytest.fail("no built site: run `nox -s docs` (`nox -s site` builds it before its tests)")
     found = []
     for table in BeautifulSoup(html.read_text(), "html.parser").select("table.dataframe"):
         rows = {}

@@ -1,4 +1,4 @@
-"""The built site (book/_build/html, made by `nox -s docs` and by `nox -s tests` before pytest)."""
+"""The built site, book/_build/html: made by `nox -s docs` and by `nox -s site` before its tests."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _toc_files() -> list[str]:
 @pytest.fixture(scope="module")
 def site() -> Path:
     if not (HTML / "index.html").exists():
-        pytest.fail("no built site: run `nox -s docs` (nox -s tests builds it before pytest)")
+        pytest.fail("no built site: run `nox -s docs` (`nox -s site` builds it before its tests)")
     return HTML
 
 

@@ -316,14 +316,30 @@ def test_ctrl_c_in_the_submitting_terminal_deletes_the_running_batch_job(
     gcs, batch_env: dict, batch_python: str, task_python: str
 ) -> None:
     """What the chapter says about stopping a run: one Ctrl-C (SIGINT to Snakemake, not to the
-    machines) makes the plugin delete the Batch jobs it started."""
-    argv, env, out, checkout, bucket = batch_command(gcs, batch_env, batch_python, task_python)
+    machines) makes the plugin delete the Batch jobs it started.
+
+    The render task holds (its precommand says so in its log, then sleeps until its VM goes), and
+    Ctrl-C comes once Snakemake has asked Batch about the job: it is running and Snakemake knows
+    it, however slow the machine."""
+    holding = "render task running: waiting for Ctrl-C"
+    hold = f"{PROFILE['precommand']} && echo '{holding}' && sleep 600"
+    argv, env, out, checkout, bucket = batch_command(
+        gcs, batch_env, batch_python, task_python, "--precommand", hold
+    )
+
+    def ready() -> bool:
+        logs = out.glob("vm-*/container-*.log")
+        permissions = out / "api-permissions.log"
+        return any(holding in log.read_text() for log in logs) and (
+            permissions.exists() and "batch.jobs.get" in permissions.read_text().split()
+        )
+
     with (out / "snakemake.log").open("w") as log:
         proc = subprocess.Popen(argv, cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 120
-            while not list((out / "jobs").glob("render-*.json")):
-                assert time.monotonic() < deadline and proc.poll() is None, "nothing submitted"
+            deadline = time.monotonic() + 300  # only a guard against a hang, never the condition
+            while not ready():
+                assert time.monotonic() < deadline and proc.poll() is None, "no task running"
                 time.sleep(0.2)
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=120)

@@ -122,6 +122,26 @@ def test_plan_knows_companions_and_missing_ones() -> None:
     assert items["t/y_1.ser"].missing == ("t/y.emi",)
 
 
+def test_a_ser_s_companion_of_other_case_is_its_companion() -> None:
+    """TIA writes .emi and .EMI alike: Case.EMI beside Case_1.ser is the file it needs (not a
+    "missing companion file: Case.emi" while it is there), and not a file skipped."""
+    src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
+    listed = ["t/Case_1.ser", "t/Case.EMI", "t/other_1.SER", "t/other.emi"]
+    plan = make_plan(
+        src, dst, listed, [], [], formats.is_previewable, formats.companion_names, batch_size=10
+    )
+    items = {i.name: i for b in plan.batches.values() for i in b}
+    assert (items["t/Case_1.ser"].companions, items["t/Case_1.ser"].missing) == (
+        ("t/Case.EMI",),
+        (),
+    )
+    assert (items["t/other_1.SER"].companions, items["t/other_1.SER"].missing) == (
+        ("t/other.emi",),
+        (),
+    )
+    assert plan.skipped["files"] == 0
+
+
 @pytest.mark.parametrize(
     "n, size, workers, expected",
     [

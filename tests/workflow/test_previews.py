@@ -138,7 +138,7 @@ def wheel_dir(tmp_path_factory: pytest.TempPathFactory):
 def test_previewable_by_extension_any_case():
     for name in ("a/b.dm3", "a/b.DM4", "x_1.ser", "s.tif", "s.TIFF", "e.msa", "v.emd", "b.bcf"):
         assert formats.is_previewable(name), name
-    for name in ("a/x.emi", "a/x.txt", "a/noextension", "a/x.dm3.part", "a/x.png"):
+    for name in ("a/x.emi", "a/x.txt", "a/noextension", "a/x.dm3.part", "a/x.bmp"):
         assert not formats.is_previewable(name), name
 
 
@@ -599,3 +599,198 @@ def test_a_lazy_dm_read_still_gets_the_real_memmap_distributed(sample_dir: Path)
         "dask_after": True,
         "real": True,
     }
+
+
+# -- big files, made small: what the header says decides how a file is read -------------------
+UNDER_A_LIMIT = """
+import json, resource, sys
+from pathlib import Path
+from thumbnails.preview import make_preview
+make_preview(Path(sys.argv[1]))  # imports (dask's hang under a limit) paid before it
+with open("/proc/self/status") as status:
+    data = next(int(line.split()[1]) for line in status if line.startswith("VmData:")) * 1024
+limit = data + int(sys.argv[2]) * 2**20
+resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+p = make_preview(Path(sys.argv[1]))
+print(json.dumps({"ok": p.ok, "kind": p.kind, "error": p.error, "png": len(p.png)}))
+"""
+
+
+def _deflate_tiff(path: Path, n: int, rows_per_strip: int | None = None) -> np.ndarray:
+    """An n x n uint16 image, deflate-compressed: a few MB of file that decodes to 2n² bytes."""
+    import tifffile
+
+    y, x = np.mgrid[0:n, 0:n]
+    image = (1000 + 500 * np.sin(x / 50) * np.cos(y / 70)).astype(np.uint16)
+    tifffile.imwrite(path, image, compression="zlib", rowsperstrip=rows_per_strip or 64)
+    return image
+
+
+def test_a_compressed_tiff_decoding_past_the_memory_limit_is_read_in_strips(
+    tmp_path: Path,
+) -> None:
+    """A file much smaller than what it decodes to is read strip by strip into the reduced
+    image: under a real limit of 64 MiB more than the process holds, a TIFF decoding to 128 MiB
+    previews (read whole, it would fail, or be killed where the limit is a container's)."""
+    path = tmp_path / "deflate.tif"
+    _deflate_tiff(path, 8192)
+    assert path.stat().st_size < 32 * 2**20 < 128 * 2**20  # smaller than the limit; decoded not
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            UNDER_A_LIMIT,
+            str(path),
+            "64",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert (result["ok"], result["kind"], result["error"]) == (True, "image", None)
+
+
+def test_a_strip_larger_than_the_budget_gets_a_placeholder_saying_so(tmp_path: Path) -> None:
+    path = tmp_path / "one-strip.tif"
+    _deflate_tiff(path, 2048, rows_per_strip=2048)  # 8 MiB decoded, all in one strip
+    p = preview.make_preview(path, budget=4 * 2**20)
+    assert not p.ok and p.kind == "placeholder"
+    assert p.error == (
+        "too large to preview: decodes to 8 MiB, more than the 4 MiB a preview may hold, "
+        "and its pieces decode to 8 MiB each"
+    )
+    assert preview.make_preview(path, budget=16 * 2**20).ok  # within a larger one
+
+
+def test_read_in_strips_the_image_is_the_one_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "strips.tif"
+    _deflate_tiff(path, 2048, rows_per_strip=37)  # strips that end inside the blocks averaged
+    whole = preview.make_preview(path)
+    strips = preview.make_preview(path, budget=2**20)
+    assert whole.ok and strips.ok
+    assert np.abs(grey(whole.png) - grey(strips.png)).max() <= 1
+
+
+def test_a_format_read_only_whole_gets_a_placeholder_over_the_budget(
+    sample_dir: Path, tmp_path: Path
+) -> None:
+    shutil.copy(sample_dir / "tia/64x64x5_TEM_preview_1.ser", tmp_path / "stack_1.ser")
+    p = preview.make_preview(tmp_path / "stack_1.ser", budget=16 * 2**10)  # 5 x 64² float32
+    assert not p.ok
+    assert p.error.startswith("too large to preview: decodes to 80.4 KiB, more than the 16 KiB")
+    assert "TIA files are read whole" in p.error
+
+
+def _same_data_in_two_layouts(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
+    from microscopy_notebook.bench.dm4 import write_dm4
+
+    rng = np.random.default_rng(5)
+    ny, nx, q = 20, 28, 48
+    yy, xx = np.mgrid[0:q, 0:q]
+    r = np.hypot(yy - 20, xx - 26)
+    t = rng.random((ny, nx)).astype(np.float32)
+    data = 1000 * (r < 5) * (1 - 0.5 * t)[..., None, None] + 40 * t[..., None, None] * np.exp(
+        -r / 9
+    )
+    data = data.astype(np.uint16)
+    emd, dm4 = tmp_path / "transposed.emd", tmp_path / "positions.dm4"
+    write_4d_emd(emd, data)
+    cal = [(0.0, 0.5, "nm"), (0.0, 0.5, "nm"), (0.0, 0.05, "1/nm"), (0.0, 0.05, "1/nm")]
+    write_dm4(dm4, data.shape, "<u2", [data], cal, "4D-STEM scan")
+    return emd, dm4, data
+
+
+def test_4d_stored_transposed_is_read_in_the_order_it_lies_and_drawn_the_same(
+    tmp_path: Path,
+) -> None:
+    """RosettaSciIO's EMD holds a 4D scan with its axes reversed (detector pixel by detector
+    pixel); a .dm4 holds it position by position. Read in pieces in each file's own order, both
+    give the preview the data gives in memory."""
+    emd, dm4, data = _same_data_in_two_layouts(tmp_path)
+    in_memory = preview.make_preview(emd)  # small: read whole
+    budget = data.nbytes // 2  # pieces of at most an eighth (but one chunk): several a file
+    previews = [preview.make_preview(p, budget=budget) for p in (emd, dm4)]
+    for p in (in_memory, *previews):
+        assert (p.ok, p.kind) == (True, "4d"), p.error
+        assert "virtual ADF" in p.shown
+    for p in previews:
+        assert np.abs(grey(p.png)[HEADER:] - grey(in_memory.png)[HEADER:]).max() <= 1
+
+
+def test_an_energy_plane_by_plane_spectrum_image_is_read_in_pieces(tmp_path: Path) -> None:
+    from microscopy_notebook.bench.dm4 import write_dm4
+
+    rng = np.random.default_rng(6)
+    si = rng.random((2048, 12, 16), dtype=np.float32) + np.linspace(5, 1, 2048)[:, None, None]
+    path = tmp_path / "si.dm4"
+    cal = [(0.0, 0.5, "eV"), (0.0, 2.0, "nm"), (0.0, 2.0, "nm")]
+    write_dm4(
+        path, si.shape, "<f4", [si], cal, "EELS SI", {"Format": "Spectrum image", "Signal": "EELS"}
+    )
+    whole = preview.make_preview(path)
+    pieces = preview.make_preview(path, budget=si.nbytes // 4)
+    assert (whole.ok, whole.kind, pieces.ok, pieces.kind) == (True, "spectrum-image") * 2
+    assert np.abs(grey(whole.png) - grey(pieces.png)).max() <= 1
+
+
+# -- truncated, lying and mismatched-case files: reasons that say what is wrong ----------------
+
+
+def _data_offset(path: Path) -> int:
+    from rsciio.digitalmicrograph._api import DigitalMicrographReader
+
+    with path.open("rb") as fh:
+        dm = DigitalMicrographReader(fh)
+        dm.parse_file()
+        return dm.get_image_dictionaries()[0]["ImageData"]["Data"]["offset"]
+
+
+def test_a_dm3_whose_data_count_is_impossible_says_so(sample_dir: Path, tmp_path: Path) -> None:
+    data = bytearray((sample_dir / "dm3/multi_signal.dm3").read_bytes())
+    at = _data_offset(sample_dir / "dm3/multi_signal.dm3")
+    data[at - 4 : at] = (2**31 - 1).to_bytes(4, "big")  # the array's count, just before it
+    path = tmp_path / "lying.dm3"
+    path.write_bytes(bytes(data))
+    p = preview.make_preview(path)
+    assert not p.ok
+    assert p.error.startswith("unreadable: its header claims more data than the file holds")
+    assert f"the file has {len(data)} bytes" in p.error
+
+
+def test_a_truncated_large_tiff_says_it_is_truncated(tmp_path: Path) -> None:
+    import tifffile
+
+    image = np.arange(1024 * 1024, dtype=np.float32).reshape(1024, 1024)
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, image)  # uncompressed: its data in one run, as it lies
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[: 2 * 2**20])
+    p = preview.make_preview(cut, budget=2**20)  # read in pieces, as a large one is
+    assert not p.ok
+    assert p.error.startswith(f"unreadable: file is truncated (has {2 * 2**20} of ")
+
+
+def test_a_truncated_hdf5_file_says_it_is_truncated(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.emd"
+    _write_4d(whole)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.emd"
+    cut.write_bytes(data[: len(data) // 2])
+    p = preview.make_preview(cut)
+    assert not p.ok
+    assert p.error == f"unreadable: file is truncated (has {len(data) // 2} of {len(data)} bytes)"
+
+
+def test_a_ser_reads_an_emi_of_other_case_beside_it(wheel_dir, tmp_path: Path) -> None:
+    emi = wheel_dir("FEI_new/128x128x5-diffraction_preview.emi")
+    ser = wheel_dir("FEI_new/128x128x5-diffraction_preview_1.ser")
+    shutil.copy(ser, tmp_path / ser.name)
+    shutil.copy(emi, tmp_path / (emi.stem + ".EMI"))
+    p = preview.make_preview(tmp_path / ser.name)
+    assert p.ok and p.kind == "image-stack"
+    assert p.scalebar is not None and p.scalebar.endswith("nm⁻¹")  # calibrated by the .EMI
+    assert formats.companion_names("a/x_1.ser", {"a/x.EMI"}) == ["a/x.EMI"]
+    assert formats.companion_names("a/x_1.SER", {"a/x.emi"}) == ["a/x.emi"]
+    assert formats.companion_names("a/x_1.ser", set()) == ["a/x.emi"]  # missing: as it is named

@@ -26,6 +26,17 @@ def main(argv: list[str] | None = None) -> int:
         default=10_000,
         help="with --archive: the archive size for the one-new-file latency",
     )
+    parser.add_argument(
+        "--sizes",
+        action="store_true",
+        help="the renderer on files of real sizes, against the floor",
+    )
+    parser.add_argument(
+        "--size-scale", type=int, default=1, help="with --sizes: divide each file's sides by N"
+    )
+    parser.add_argument(
+        "--scratch", type=Path, default=None, help="with --sizes: where the files are made"
+    )
     parser.add_argument("--no-book", action="store_true", help="skip timing the book build")
     parser.add_argument("--book-only", action="store_true", help="time only the book build")
     parser.add_argument(
@@ -36,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=ARTIFACTS / "bench" / "results.json")
     args = parser.parse_args(argv)
+    if args.sizes:
+        from microscopy_notebook.bench import sizes
+
+        return sizes.main(args)
     if args.scale:
         from microscopy_notebook.bench import scale
 

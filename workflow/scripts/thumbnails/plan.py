@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .locations import JobConfigError, Location, source_of
@@ -166,7 +166,7 @@ def make_plan(
     outputs: Iterable[str],
     reported: Iterable[str],
     is_previewable: Callable[[str], bool],
-    companion_names: Callable[[str], list[str]],
+    companion_names: Callable[[str, Container[str]], list[str]],
     batch_size: int,
     max_files: int | None = None,
     workers: int = 1,
@@ -187,7 +187,7 @@ def make_plan(
         new = new[:max_files]
     items = []
     for name in new:
-        companions = tuple(companion_names(name))
+        companions = tuple(companion_names(name, names))  # as spelt there: x.EMI or x.emi
         missing = tuple(c for c in companions if c not in names)
         items.append(Item(name, companions, missing, redo.get(name)))
     plan = JobPlan(
@@ -208,14 +208,15 @@ def make_plan(
 def skipped_files(
     names: Iterable[str],
     is_previewable: Callable[[str], bool],
-    companion_names: Callable[[str], list[str]],
+    companion_names: Callable[[str, Container[str]], list[str]],
 ) -> dict:
     """The files under the input the job does not preview: neither of a type it reads nor a
     companion of one that is (the .emi beside a .ser). They get no placeholder and no report row;
     the plan and the report count them by type, with a few names, so that the user knows they
     were seen and left alone."""
-    names = sorted(names)
-    used = {c for name in names if is_previewable(name) for c in companion_names(name)}
+    listed = set(names)
+    names = sorted(listed)
+    used = {c for name in names if is_previewable(name) for c in companion_names(name, listed)}
     left = [n for n in names if not is_previewable(n) and n not in used]
     types: dict[str, int] = {}
     for name in left:

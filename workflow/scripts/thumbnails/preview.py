@@ -10,6 +10,7 @@ What is drawn, by kind
                     with a scalebar of a round length (1, 2 or 5 x 10^n, about a quarter of the
                     width) in the file's calibrated units, bottom left. SEM TIFFs keep their data
                     bar; the scalebar sits above it (FEI states its height) or top left (Zeiss).
+                    A colour image (an exported .png or .jpg) keeps its colours, unstretched.
     image-stack     a montage of up to 9 evenly spaced frames (frame numbers in the corner) under
                     one common contrast stretch; scalebar on the first frame.
     spectrum        intensity against the calibrated axis, e.g. "Energy loss (eV)". On EDS spectra
@@ -30,6 +31,12 @@ Files holding several signals: the richest one is drawn (spectrum image > 4D > i
 > linescan > spectrum; the largest among equals), so a DM file with a HAADF image and a plot shows
 the image. Navigation dimensions beyond two are shown at their first index, and the note says so.
 A TIA ``.ser`` is read with the metadata of its ``.emi`` when that sits beside it, alone otherwise.
+
+Large files: what the header says a file decodes to decides how it is read. Past
+``signals.LAZY_BYTES`` the data stays in the file and is read in pieces, in the order its bytes lie
+(``stored``); a file decoding to more than ``budget`` (``signals.BUDGET``) whose format is read
+only whole, or whose pieces are each larger, gets a placeholder: "too large to preview: decodes
+to 6.7 GiB, more than the 512 MiB a preview may hold, ...".
 
 Where the rest is: ``formats`` (which files, which reader), ``signals`` (reading, kinds),
 ``reduce`` (bounded memory: data read in bands; spectrum images and 4D data read at most
@@ -52,11 +59,22 @@ from .canvas import INK, PREVIEW_SIZE, SIZE, Drawn, encode_png, join_parts, load
 from .draw.fourd import draw_4d
 from .draw.linescan import draw_linescan
 from .draw.micrograph import draw_micrograph
+from .draw.picture import colour_fields, draw_picture
 from .draw.spectrum import draw_spectrum
 from .draw.spectrum_image import draw_spectrum_image, navigator_for
 from .draw.stack import draw_stack
 from .formats import COMPANION_ONLY, READERS, companion_names, truncation
-from .signals import Signal, Unreadable, View, read_signals, size_of, title_of, view_of
+from .signals import (
+    BUDGET,
+    Beside,
+    Signal,
+    Unreadable,
+    View,
+    read_signals,
+    size_of,
+    title_of,
+    view_of,
+)
 
 __all__ = ["PREVIEW_SIZE", "Preview", "make_preview"]
 
@@ -81,14 +99,21 @@ def _reason(exc: BaseException, path: Path, base: str) -> str:
         return str(exc)
     if isinstance(exc, MemoryError):
         return "too large to preview: out of memory"
+    text = str(exc)
+    eof = re.search(r"truncated file: eof = (\d+).*?stored_eof = (\d+)", text)  # HDF5
+    if eof:
+        return f"unreadable: file is truncated (has {eof[1]} of {eof[2]} bytes)"
+    try:  # the header's own length, when the format states one: the most exact reason
+        truncated = truncation(path, PurePosixPath(base).suffix.lower())
+    except (OSError, struct.error):
+        truncated = None
+    if "mmap length is greater than file size" in text:  # a memory map past the file's end
+        why = truncated or "its data runs past the end of the file"
+        return f"unreadable: file is truncated ({why})"
     if isinstance(exc, ModuleNotFoundError):
         return f"unreadable: needs the Python package '{exc.name}'"
     lines = str(exc).replace(str(path), base).strip().splitlines()
     message = " ".join(lines[0].split()) if lines else ""
-    try:
-        truncated = truncation(path, PurePosixPath(base).suffix.lower())
-    except (OSError, struct.error):
-        truncated = None
     short_read = re.search(r"failed to read (\d+) bytes, got (\d+)", message)  # tifffile
     if truncated or short_read:
         return f"unreadable: file is truncated ({truncated or short_read[0]})"
@@ -96,7 +121,7 @@ def _reason(exc: BaseException, path: Path, base: str) -> str:
     if len(message) > 160:
         message = message[:159] + "…"
     reason = f"unreadable: {message}"
-    missing = [c for c in companion_names(base) if not path.with_name(c).exists()]
+    missing = [c for c in companion_names(base, Beside(path)) if not path.with_name(c).exists()]
     if missing:
         reason += f" (its companion {missing[0]} was not beside it)"
     return reason
@@ -118,10 +143,11 @@ def _placeholder(name: str, title: str, reason: str, signals: int = 0) -> Previe
     return Preview(encode_png(img), False, "placeholder", title, signals, "placeholder", reason)
 
 
-def make_preview(path: Path, name: str | None = None) -> Preview:
+def make_preview(path: Path, name: str | None = None, budget: int = BUDGET) -> Preview:
     """The preview of one file. Never raises for bad file content: an unreadable or unsupported
     file gives a placeholder with ``ok=False`` and ``error`` set. ``name`` is the object name
-    used in messages (defaults to the file name)."""
+    used in messages (defaults to the file name). ``budget``: the most decoded data the preview
+    may hold at once; larger files are read in pieces, or get a placeholder saying why."""
     path = Path(path)
     name = name or path.name
     base = PurePosixPath(name).name
@@ -140,7 +166,7 @@ def make_preview(path: Path, name: str | None = None) -> Preview:
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            signals = read_signals(path, base)
+            signals = read_signals(path, base, budget)
             if not signals:
                 raise Unreadable("unreadable: no data found in the file")
             views = [view_of(s) for s in signals]
@@ -186,6 +212,8 @@ def _draw(
     name: str,
 ) -> Drawn:
     metadata = signals[pick].metadata
+    if view.kind == "image" and colour_fields(view.data):
+        return draw_picture(view, title, subtitle)
     if view.kind == "image":
         return draw_micrograph(view, title, subtitle, signals[pick].original)
     if view.kind == "image-stack":

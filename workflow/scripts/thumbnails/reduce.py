@@ -1,6 +1,8 @@
-"""Reductions in bounded memory: data read in bands of rows, reduced as it comes.
+"""Reductions in bounded memory: data read in pieces, reduced as it comes.
 
-Memory stays bounded by the reduced result plus one band (``BAND_BYTES``). Images are
+Memory stays bounded by the reduced result plus one piece (``BAND_BYTES``): bands of rows of an
+array in memory, blocks in the file's own order of one left in its file (``stored.pieces``), so
+the sums below never ask for the axes in an order that makes the file be read twice. Images are
 block-averaged to the smallest size that still fills their place before the contrast stretch, so
 an 8192x8192 image costs about as much as one of 500x500 after reading. Spectrum images and 4D
 data read at most ``READ_BUDGET`` bytes: beyond that, one scan position in n each way.
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .signals import real
+from .stored import Stored, pieces
 
 READ_BUDGET = 256 * 2**20  # at most this much of a spectrum image or 4D dataset is read
 BAND_BYTES = 16 * 2**20  # data reduced this much at a time
@@ -27,6 +30,8 @@ def block_mean(arr: Any, k: int) -> np.ndarray:
     if k <= 1:
         return np.asarray(real(np.asarray(arr)), dtype=np.float32)
     hh, ww = h // k, w // k
+    if isinstance(arr, Stored):
+        return _stored_block_mean(arr, k)
     out = np.empty((hh, ww), np.float32)
     step = max(1, BAND_BYTES // (k * w * arr.dtype.itemsize))  # output rows per band
     for r in range(0, hh, step):
@@ -35,6 +40,35 @@ def block_mean(arr: Any, k: int) -> np.ndarray:
         out[r : r + n] = band.reshape(n, k, ww, k).sum(axis=(1, 3), dtype=np.float32)
     out *= 1.0 / (k * k)
     return out
+
+
+def _stored_block_mean(arr: Stored, k: int) -> np.ndarray:
+    """`block_mean` of an array in a file, whose pieces (strips, tiles, chunks) need not start
+    on a block's edge: each piece's sums go to the blocks it covers."""
+    hh, ww = arr.shape[0] // k, arr.shape[1] // k
+    out = np.zeros((hh, ww), np.float64)
+    for (rows, cols), block in arr[: hh * k, : ww * k].pieces(BAND_BYTES):
+        band = real(block)
+        r0, r1 = rows.start, rows.stop
+        # a part of a block of rows at either end of the piece, whole blocks between them
+        head = min(r1, -(-r0 // k) * k)
+        body = max(head, r1 // k * k)
+        for a, b in ((r0, head), (head, body), (body, r1)):
+            if b <= a:
+                continue
+            part = band[a - r0 : b - r0]
+            if a % k == 0 and (b - a) % k == 0:
+                sums = part.reshape((b - a) // k, k, -1).sum(axis=1, dtype=np.float32)
+            else:  # rows of one block
+                sums = part.sum(axis=0, dtype=np.float32)[None]
+            c0, c1 = cols.start, cols.stop
+            if c0 % k == 0 and (c1 - c0) % k == 0:
+                binned = sums.reshape(len(sums), -1, k).sum(axis=2)
+            else:
+                index = np.arange(c0, c1) // k
+                binned = np.add.reduceat(sums, np.flatnonzero(np.diff(index, prepend=-1)), axis=1)
+            out[a // k : a // k + len(binned), c0 // k : c0 // k + binned.shape[1]] += binned
+    return (out * (1.0 / (k * k))).astype(np.float32)
 
 
 def limits(values: np.ndarray) -> tuple[float, float]:
@@ -75,20 +109,21 @@ def stride_for(nav_shape: tuple[int, ...], signal_bytes: int) -> int:
     return s
 
 
-def nav_bands(data: Any, stride: int):
-    """(row offset, band) over the first axis of data[::stride, ::stride, ...], as numbers."""
-    view = data[(slice(None, None, stride),) * min(2, data.ndim - 1)] if stride > 1 else data
-    row = math.prod(view.shape[1:]) * view.dtype.itemsize
-    step = max(1, BAND_BYTES // max(1, row))
-    for r in range(0, view.shape[0], step):
-        yield r, real(np.asarray(view[r : r + step]))
+def scan_view(data: Any, stride: int) -> Any:
+    """Every stride-th scan position each way (the navigation axes come first)."""
+    return data[(slice(None, None, stride),) * min(2, data.ndim - 1)] if stride > 1 else data
 
 
 def spectrum_sums(data: Any, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """Navigator (sum over the last axis) and sum spectrum of a linescan or spectrum image."""
-    nav = np.zeros([math.ceil(n / stride) for n in data.shape[:-1]], np.float64)
+    view = scan_view(data, stride)
+    nav = np.zeros(view.shape[:-1], np.float64)
     spectrum = np.zeros(data.shape[-1], np.float64)
-    for r, band in nav_bands(data, stride):
-        nav[r : r + len(band)] = band.sum(axis=-1, dtype=np.float64)
-        spectrum += band.reshape(-1, band.shape[-1]).sum(axis=0, dtype=np.float64)
+    for where, block in pieces(view, BAND_BYTES):
+        band = real(block)
+        nav[where[:-1]] += band.sum(axis=-1, dtype=np.float64)
+        if band.flags.c_contiguous:
+            spectrum[where[-1]] += band.reshape(-1, band.shape[-1]).sum(axis=0, dtype=np.float64)
+        else:  # energy planes of a file stored plane by plane
+            spectrum[where[-1]] += band.sum(axis=tuple(range(band.ndim - 1)), dtype=np.float64)
     return nav, spectrum

@@ -5,7 +5,6 @@ the mean pattern; the plain sum image when no central beam stands out).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -21,8 +20,9 @@ from ..canvas import (
     join_parts,
     new_canvas,
 )
-from ..reduce import nav_bands, stride_for
+from ..reduce import BAND_BYTES, scan_view, stride_for
 from ..signals import Axis, View, real
+from ..stored import Stored, pieces
 
 
 def central_beam_weights(dp: np.ndarray) -> tuple[np.ndarray, str]:
@@ -40,23 +40,56 @@ def central_beam_weights(dp: np.ndarray) -> tuple[np.ndarray, str]:
 
 
 def fourd_sums(data: Any, stride: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """Mean diffraction pattern and virtual image of (ny, nx, qy, qx) data."""
-    ny, nx, qy, qx = data.shape
-    # the central beam, from a few positions spread over the scan
-    iy = np.unique(np.linspace(0, ny - 1, min(ny, 4)).astype(int))
-    ix = np.unique(np.linspace(0, nx - 1, min(nx, 4)).astype(int))
+    """Mean diffraction pattern and virtual image of (ny, nx, qy, qx) data, every stride-th scan
+    position each way. The central beam is found in the sum of 16 patterns spread over the scan.
+
+    Read in the order the bytes lie: a scan stored position by position is read once after
+    those 16 patterns; one stored detector pixel by detector pixel (RosettaSciIO's EMD, all
+    axes reversed) gives the 16 patterns, the mean pattern and the sum image in one pass, then
+    the few detector pixels of the central beam are read again to take them out."""
+    view = scan_view(data, stride)
+    vy, vx = view.shape[:2]
+    iy = np.unique(np.linspace(0, vy - 1, min(vy, 4)).astype(int))
+    ix = np.unique(np.linspace(0, vx - 1, min(vx, 4)).astype(int))
+    if isinstance(view, Stored) and view.stored_first() >= 2:
+        return _detector_major(view, iy, ix)
+    qy, qx = data.shape[2:]
     sample = np.zeros((qy, qx), np.float64)
     for y in iy:
         for x in ix:
-            sample += real(np.asarray(data[y, x]))
+            sample += real(np.asarray(view[y, x]))
     weights, what = central_beam_weights(sample)
-    image = np.zeros((math.ceil(ny / stride), math.ceil(nx / stride)), np.float32)
+    image = np.zeros((vy, vx), np.float32)
     total = np.zeros(qy * qx, np.float64)
-    for r, band in nav_bands(data, stride):
-        flat = band.reshape(-1, qy * qx).astype(np.float32, copy=False)
-        image[r : r + band.shape[0]] = (flat @ weights).reshape(band.shape[:2])
+    for where, band in pieces(view, BAND_BYTES):
+        flat = real(band).reshape(-1, qy * qx).astype(np.float32, copy=False)
+        image[where[:2]] = (flat @ weights).reshape(band.shape[:2])
         total += flat.sum(axis=0, dtype=np.float64)
     return (total / image.size).reshape(qy, qx), image, what
+
+
+def _detector_major(view: Stored, iy: np.ndarray, ix: np.ndarray) -> tuple:
+    vy, vx, qy, qx = view.shape
+    sample = np.zeros((qy, qx), np.float64)
+    total = np.zeros((qy, qx), np.float64)
+    image = np.zeros((vy, vx), np.float64)
+    for (ys, xs, qys, qxs), block in view.pieces(BAND_BYTES):
+        f = real(block).astype(np.float32, copy=False)
+        total[qys, qxs] += f.sum(axis=(0, 1), dtype=np.float64)
+        image[ys, xs] += f.sum(axis=(2, 3), dtype=np.float64)
+        py = iy[(iy >= ys.start) & (iy < ys.stop)] - ys.start
+        px = ix[(ix >= xs.start) & (ix < xs.stop)] - xs.start
+        sample[qys, qxs] += f[np.ix_(py, px)].sum(axis=(0, 1), dtype=np.float64)
+    weights, what = central_beam_weights(sample)
+    if what != "sum image":  # the intensity outside the beam: all of it less the beam's
+        beam = (weights == 0).reshape(qy, qx)
+        rows, cols = np.flatnonzero(beam.any(axis=1)), np.flatnonzero(beam.any(axis=0))
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        inside = beam[r0:r1, c0:c1]
+        for (ys, xs, qys, qxs), block in view[:, :, r0:r1, c0:c1].pieces(BAND_BYTES):
+            f = real(block).astype(np.float32, copy=False)
+            image[ys, xs] -= np.tensordot(f, inside[qys, qxs].astype(np.float32), axes=2)
+    return (total / image.size).reshape(qy, qx), image.astype(np.float32), what
 
 
 def draw_4d(view: View, title: str, subtitle: str) -> Drawn:
