@@ -320,7 +320,8 @@ def test_a_file_that_stops_the_renderer_gets_a_placeholder_and_the_batch_goes_on
     samples.seed(bucket, "raw/", gcs)
     huge = tmp_path / "huge.tif"
     ramp = np.add.outer(np.arange(8192, dtype=np.uint16), np.arange(8192, dtype=np.uint16))
-    tifffile.imwrite(huge, ramp, compression="zlib")  # a few MiB in the bucket
+    # One compressed strip: any reader decodes all 128 MiB at once (a few MiB in the bucket).
+    tifffile.imwrite(huge, ramp, compression="zlib", rowsperstrip=8192)
     del ramp
     gcs.bucket(bucket).blob(f"raw/{HUGE}").upload_from_filename(str(huge))
     gate = uuid.uuid4().hex
