@@ -120,11 +120,20 @@ def merge_into_report(source: Location, target: Location, run: dict) -> dict:
     )
 
 
-def write_report(source: Location, target: Location, plan: JobPlan, work: Path) -> dict:
+def write_report(
+    source: Location,
+    target: Location,
+    plan: JobPlan,
+    work: Path,
+    storage: Location | None = None,
+) -> dict:
     """The report step of a run (from the Snakefile: `onsuccess`, or while it is read when there
     is nothing to render): merge, log, this run's figures to ``<work>/runs/<plan>.json`` for the
-    closing line; then the run's manifests and batch markers go. Returns the run's figures."""
+    closing line; then the run's manifests and batch markers go, here and (``storage``: the
+    default storage prefix of the cloud path) there. Returns the run's figures."""
     mine = [store.read(target, report.record_name(b))[0] for b in plan.batches]
+    if not any(mine) and not plan.pending:  # no batch finished: nothing to report
+        return {"plan": plan.id, **run_figures([]), "skipped": plan.skipped, "repaired": 0}
     run = {
         "plan": plan.id,
         **run_figures([json.loads(r) for r in mine if r]),
@@ -145,7 +154,10 @@ def write_report(source: Location, target: Location, plan: JobPlan, work: Path) 
     out = work / "runs" / f"{plan.id}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(run, indent=1, ensure_ascii=False) + "\n")
-    for batch in plan.batches:  # done with: the records in the output are what counts
-        for folder in ("manifests", "batches"):
-            (work / folder / f"{batch}.json").unlink(missing_ok=True)
+    for batch, record in zip(plan.batches, mine, strict=True):  # the records are what counts
+        for folder in ("manifests", "batches") if record else ():
+            path = work / folder / f"{batch}.json"
+            path.unlink(missing_ok=True)
+            if storage is not None:
+                store.remove(storage, path.as_posix())
     return run

@@ -516,6 +516,21 @@ def append(
         raise _explain(exc, loc, f"append to {name} in") from exc
 
 
+def remove(loc: Location, name: str) -> None:
+    """Remove one of the job's own work files (a manifest, a batch's marker), if it is there."""
+    if loc.scheme == "file":
+        local_path(loc, name).unlink(missing_ok=True)
+        return
+    from google.api_core.exceptions import NotFound
+
+    try:
+        client().bucket(loc.bucket).blob(loc.key(name)).delete(retry=_retry(), timeout=TIMEOUT)
+    except NotFound:
+        pass
+    except _storage_errors() as exc:
+        raise _explain(exc, loc, f"remove {name} from") from exc
+
+
 def remove_parts(loc: Location, parts: str = "parts") -> int:
     """Remove the part objects of appends in the folder ``parts`` (a killed run leaves its own
     behind); each only as listed (a generation precondition). An append whose part goes this way
