@@ -239,7 +239,9 @@ class Preconditions:
     def _annotate(self, answer: Answer) -> Answer:
         """The counted metageneration and componentCount in each object resource of an answer."""
         status, headers, data = answer
-        if status != 200 or data[:1] != b"{":
+        with self._guard:
+            counted = bool(self._metagenerations or self._components)
+        if not counted or status != 200 or data[:1] != b"{":  # nothing to write into it
             return answer
         try:
             document = json.loads(data)
