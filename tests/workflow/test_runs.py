@@ -32,6 +32,7 @@ from tests.workflow.jobrun import (
     snakemake,
     sources_unchanged,
     wait_all,
+    wait_until,
 )
 from thumbnails.preview import make_preview
 
@@ -166,10 +167,11 @@ def test_two_runs_at_once_with_other_batches_report_each_file_once(
     emulator, gcs, storage_env, tmp_path: Path
 ) -> None:
     """Two people start the job on the same buckets at the same moment, from their own folders,
-    one with batch_size=10 and one with 23: both plan all 45 files, cut into other batches, and
-    both render them. Every CSV append is slowed down (2 s), so that both read the report before
-    either adds to it. Each file is reported once; report.json and report.csv agree; a third run
-    finds nothing to do and changes nothing."""
+    one with batch_size=10 and one with 23: both plan all 45 files (their listings of the input
+    are held up until both have asked), cut into other batches, and both render them. Every CSV
+    append is slowed down (2 s), so that both read the report before either adds to it. Each file
+    is reported once; report.json and report.csv agree; a third run finds nothing to do and
+    changes nothing."""
     bucket = new_bucket(gcs, "overlap")
     names = seed_copies(gcs, bucket, 5)
     config = ["--config", f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews"]
@@ -178,7 +180,13 @@ def test_two_runs_at_once_with_other_batches_report_each_file_once(
         "delay:2",
         times=10**6,
     )
+    gate = uuid.uuid4().hex
+
+    def lists_input(method: str, path: str) -> bool:
+        return method == "GET" and f"/b/{bucket}/o?" in path and "prefix=raw" in path
+
     with sources_unchanged(gcs, bucket, "raw/"):
+        emulator.faults.add(lists_input, f"hold:{gate}", times=10**6)
         jobs = {
             size: Background(
                 tmp_path / f"batch_size-{size}",
@@ -188,10 +196,23 @@ def test_two_runs_at_once_with_other_batches_report_each_file_once(
                 "2",
                 *config,
                 f"batch_size={size}",
-                env=storage_env,
+                # calls recorded as this run's (the front strips the /as/ part)
+                env={**storage_env, "STORAGE_EMULATOR_HOST": emulator.endpoint_as(f"size{size}")},
             )
             for size in (10, 23)
         }
+        try:
+            for size, job in jobs.items():
+                wait_until(
+                    lambda size=size: any(
+                        c.who == f"size{size}" and lists_input(c.method, c.path)
+                        for c in emulator.calls.list()
+                    ),
+                    job,
+                    "its listing of the input",
+                )
+        finally:
+            emulator.faults.release(gate)
         wait_all(jobs)
     outputs = {size: job.output() for size, job in jobs.items()}
     emulator.faults.clear()
