@@ -17,7 +17,7 @@ import pytest
 import render_batch
 import write_manifests
 from tests.workflow.jobrun import SNAKEFILE, WORKFLOW, png_size, snakemake
-from thumbnails import formats, locations, report, store
+from thumbnails import formats, locations, redo, report, runlock, store
 from thumbnails.locations import JobConfigError, Location, parse_location
 from thumbnails.plan import make_plan, split, what_is_new
 
@@ -220,10 +220,11 @@ def test_a_row_is_added_once_and_the_summary_is_counted_from_the_csv() -> None:
     last: dict = {}
     added = report.rows_to_add(last, [first, other])
     assert [r["name"] for r in added] == ["a.dm3", "b.dm3", "c.dm3", "d.dm3"]
-    header, rows = report.parse_csv(report.report_csv(added))
-    assert header == report.REPORT_COLUMNS and len(rows) == len(added)
+    document = report.report_csv(added)
+    assert report.csv_columns(document) == report.REPORT_COLUMNS
+    assert report.scan_csv(document)[0] == len(added)
     # A killed run's records merged again, after their rows were appended: nothing to add.
-    assert report.rows_to_add(report.last_rows(rows), [first, other]) == []
+    assert report.rows_to_add(report.scan_csv(document)[1], [first, other]) == []
     redone = report.row(
         src, dst, "a.dm3", ok=True, kind="image", renderer="1", redone="placeholder"
     )
@@ -244,11 +245,9 @@ def test_a_row_is_added_once_and_the_summary_is_counted_from_the_csv() -> None:
     )
     # A report.csv of an older job, without the newer columns: read with them empty.
     old = b"name,source,preview,ok,kind,title,signals,shown,error\nx.dm3,s,p,True,image,x,1,x,\n"
-    header, (row,) = report.parse_csv(old)
-    assert len(header) == 9 and row[: len(header)] == tuple(
-        ["x.dm3", "s", "p", "True", "image", "x", "1", "x", ""]
-    )
-    assert row[len(header) :] == ("", "")
+    (row,) = report.read_csv(old)
+    assert len(report.csv_columns(old)) == 9
+    assert row == ("x.dm3", "s", "p", "True", "image", "x", "1", "x", "", "", "")
 
 
 def test_reported_means_a_preview_written_by_a_recorded_batch_or_kept() -> None:
@@ -291,6 +290,78 @@ def test_manifests_are_written_per_batch(tmp_path: Path) -> None:
         manifest = write_manifests.manifest_file(batch, tmp_path)
         assert json.loads(manifest.read_text()) == plan.manifest(batch)
     assert not list(tmp_path.rglob("*.part"))  # each written aside, then renamed
+
+
+def test_names_without_a_place_in_a_folder_are_refused_and_others_are_not(tmp_path) -> None:
+    folder = parse_location(str(tmp_path / "out"), "output")
+    bucket = parse_location("gs://bkt/out", "output")
+    for name in ("a/b.dm3", "Ångström #?%+[]*.dm3", "sp ace/x.dm3", "n" * 240 + ".dm3"):
+        assert locations.preview_place(folder, name) is None, name
+    for name, why in {
+        "/tmp/x.dm3": "begins with '/'",
+        "a/../../x.dm3": "a '..' part",
+        "a/./x.dm3": "a '.' part",
+        "a//x.dm3": "an empty part",
+        "n" * 252 + ".dm3": "would be 260 bytes, more than the 255",
+    }.items():
+        assert why in locations.preview_place(folder, name), name
+        assert locations.preview_place(bucket, name) is None, name  # a bucket takes them all
+    assert "1025 bytes" in locations.preview_place(bucket, "g" * (1024 - len("out/.png") + 1))
+
+
+def test_a_dead_run_s_locks_go_and_a_live_run_is_refused(tmp_path: Path) -> None:
+    work, smk = tmp_path / "results" / "thumbnail-job", tmp_path / ".snakemake"
+    (smk / "locks").mkdir(parents=True)
+    (smk / "locks" / "0.output.lock").write_text("results/thumbnail-job/batches/1.json\n")
+    (smk / "locks" / "1.output.lock").write_text("elsewhere/other-workflow.txt\n")
+    holder = subprocess.Popen(  # a live run: holds the lock until it reads a line
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from thumbnails import runlock; "
+            f"runlock.hold(Path({str(work)!r}), Path({str(smk)!r}), 'results/thumbnail-job'); "
+            "print('held', flush=True); sys.stdin.readline()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(WORKFLOW / "scripts")},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert sorted(p.name for p in (smk / "locks").iterdir()) == ["1.output.lock"]  # its own
+        with pytest.raises(runlock.Busy, match=f"process {holder.pid}"):
+            runlock.hold(work, smk, "results/thumbnail-job")
+    finally:
+        holder.communicate("\n", timeout=30)
+    # The holder is gone (however it ended): the lock is free again.
+    (smk / "locks" / "2.input.lock").write_text("results/thumbnail-job/manifests/1.json\n")
+    assert [p.name for p in runlock.hold(work, smk, "results/thumbnail-job")] == ["2.input.lock"]
+
+
+def test_redo_settings_and_versions() -> None:
+    assert redo.version("2026.12") > redo.version("2026.1") > redo.version(None)
+    placeholders = redo.reason("placeholders")
+    assert placeholders({"kind": "placeholder"}) == "placeholder"
+    assert placeholders({"kind": "image"}) is None
+    older = redo.reason("older-than=2026.12")
+    assert older({"kind": "image", "renderer": "2026.1"}) == "renderer 2026.1"
+    assert older({"kind": "image", "renderer": ""}) == "renderer unknown"
+    assert older({"kind": "image", "renderer": "2026.12"}) is None
+    with pytest.raises(JobConfigError, match="placeholders"):
+        redo.reason("everything")
+
+
+def test_a_local_redo_replaces_only_the_version_it_listed(tmp_path: Path) -> None:
+    loc = parse_location(str(tmp_path / "out"), "output")
+    assert store.create(loc, "x.dm3.png", b"old", "image/png")
+    old = store.md5_of(b"old")
+    assert store.swap(loc, "x.dm3.png", b"new", "image/png", 0, old, "1" * 16, "9", "image")
+    assert (tmp_path / "out" / "x.dm3.png").read_bytes() == b"new"
+    (tmp_path / "out" / "x.dm3.png").write_bytes(b"theirs")  # someone wrote over it
+    assert not store.swap(loc, "x.dm3.png", b"newer", "image/png", 0, old, "1" * 16, "9", "image")
+    assert (tmp_path / "out" / "x.dm3.png").read_bytes() == b"theirs"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.dm3.png"]  # nothing aside
 
 
 # -- storage --------------------------------------------------------------------------------------

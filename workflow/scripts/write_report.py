@@ -77,13 +77,12 @@ def merge_into_report(source: Location, target: Location, run: dict) -> dict:
                     data = store.read(target, report.record_name(b))[0]
                     records[b] = json.loads(data) if data else {"batch": b, "rows": []}
             text, csv_generation = store.read(target, report.REPORT_CSV)
-            header, rows = report.parse_csv(text)
-            last = report.last_rows(rows)
+            rows, last = report.scan_csv(text)
             new = report.rows_to_add(last, (records[b] for b in pending))
-            if text and header != report.REPORT_COLUMNS:  # an older report: its columns, once
+            if text and report.csv_columns(text) != report.REPORT_COLUMNS:  # an older report
                 whole = report.report_csv(
-                    dict(zip(report.REPORT_COLUMNS, r, strict=True)) for r in rows
-                )
+                    dict(zip(report.REPORT_COLUMNS, v, strict=True)) for v in report.read_csv(text)
+                )  # in this job's columns, once
                 whole += report.csv_rows(new)
                 if not store.replace(
                     target, report.REPORT_CSV, whole, "text/csv; charset=utf-8", csv_generation
@@ -99,7 +98,7 @@ def merge_into_report(source: Location, target: Location, run: dict) -> dict:
                 PARTS,
             ):
                 continue  # another run appended first: read the CSV again
-            count = len(rows) + len(new)
+            count = rows + len(new)
             if not new and not pending and previous.get("csv_rows") == count:
                 return previous  # another run's summary already says all this
             updated = datetime.now(UTC).isoformat(timespec="seconds")

@@ -23,7 +23,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import NamedTuple
 
 from .locations import NO_PLACE, Location, preview_name, source_of
 from .plan import skipped_note
@@ -183,38 +184,61 @@ def parse_summary(document: bytes | None) -> dict:
 
 
 # -- the CSV, read back -----------------------------------------------------------------------
+_OK, _SHOWN, _ERROR = (REPORT_COLUMNS.index(c) for c in ("ok", "shown", "error"))
+
+
+class Last(NamedTuple):
+    """What the report keeps of a file's last row while it merges: enough to tell an equal row
+    (``digest``) and to count the summary, a few dozen bytes a file however long the row."""
+
+    digest: int
+    ok: bool
+    kept: bool
+    unwritable: bool
+
+
 def values(r: Mapping) -> tuple[str, ...]:
     """A row as the CSV holds it, one string per column: how two rows are compared."""
     return tuple("" if r.get(k) is None else str(r.get(k)) for k in REPORT_COLUMNS)
 
 
-def parse_csv(document: bytes | None) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    """The header and every row of a report.csv (as `values`); a row of an older header gets
-    empty values for the columns it lacks."""
+def last_of(v: tuple[str, ...]) -> Last:
+    return Last(hash(v), v[_OK] == "True", KEPT in v[_SHOWN], v[_ERROR].startswith(NO_PLACE))
+
+
+def read_csv(document: bytes | None) -> Iterator[tuple[str, ...]]:
+    """Every row of a report.csv, as `values`, streamed; a row of an older header (fewer
+    columns) gets empty values for those it lacks."""
     if not document:
-        return (), []
-    reader = csv.reader(io.StringIO(document.decode("utf-8", errors="replace"), newline=""))
-    header = tuple(next(reader, ()))
-    index = {column: i for i, column in enumerate(header)}
-    rows = []
+        return
+    reader = csv.reader(io.TextIOWrapper(io.BytesIO(document), "utf-8", "replace", newline=""))
+    index = {column: i for i, column in enumerate(next(reader, ()))}
     for fields in reader:
-        if not fields:
-            continue
-        rows.append(
-            tuple(
+        if fields:
+            yield tuple(
                 fields[index[c]] if c in index and index[c] < len(fields) else ""
                 for c in REPORT_COLUMNS
             )
-        )
-    return header, rows
 
 
-def last_rows(rows: Iterable[tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-    """Each file's last row: the one that counts."""
-    return {r[0]: r for r in rows}
+def csv_columns(document: bytes | None) -> tuple[str, ...]:
+    """The header of a report.csv (empty if there is none)."""
+    if not document:
+        return ()
+    first = document.split(b"\n", 1)[0].decode("utf-8", "replace")
+    return tuple(next(csv.reader([first]), ()))
 
 
-def rows_to_add(last: dict[str, tuple[str, ...]], records: Iterable[Mapping]) -> list[dict]:
+def scan_csv(document: bytes | None) -> tuple[int, dict[str, Last]]:
+    """How many rows a report.csv holds, and each file's last row (the one that counts)."""
+    count, last = 0, {}
+    for v in read_csv(document):
+        count += 1
+        last[v[0]] = last_of(v)
+    return count, last
+
+
+def rows_to_add(last: dict[str, Last], records: Iterable[Mapping]) -> list[dict]:
     """The rows of ``records`` that the report lacks, in order: a row equal to its file's last row
     (another batch's of the same file, a killed run's already appended) is left out. ``last`` is
     updated with the rows returned."""
@@ -222,16 +246,17 @@ def rows_to_add(last: dict[str, tuple[str, ...]], records: Iterable[Mapping]) ->
     for record in records:
         for r in record["rows"]:
             v = values(r)
-            if last.get(v[0]) != v:
+            seen = last.get(v[0])
+            if seen is None or seen.digest != hash(v):
                 out.append(r)
-                last[v[0]] = v
+                last[v[0]] = last_of(v)
     return out
 
 
 def make_summary(
     source: Location,
     target: Location,
-    last: Mapping[str, tuple[str, ...]],
+    last: Mapping[str, Last],
     csv_rows_count: int,
     records: Iterable[str],
     run: Mapping,
@@ -239,10 +264,7 @@ def make_summary(
 ) -> dict:
     """``report.json`` for a CSV whose last rows are ``last`` (and that holds ``csv_rows_count``
     rows): every figure is counted from those rows, so the two always agree."""
-    col = {c: i for i, c in enumerate(REPORT_COLUMNS)}
-    failed = sum(1 for v in last.values() if v[col["ok"]] != "True")
-    kept = sorted(n for n, v in last.items() if KEPT in v[col["shown"]])
-    unwritable = sorted(n for n, v in last.items() if v[col["error"]].startswith(NO_PLACE))
+    failed = sum(1 for v in last.values() if not v.ok)
     return {
         "input": source.url,
         "output": target.url,
@@ -252,8 +274,8 @@ def make_summary(
         "summary": {"files": len(last), "ok": len(last) - failed, "failed": failed},
         "last_run": dict(run),
         "records": sorted(set(records)),
-        "kept": kept,
-        "unwritable": unwritable,
+        "kept": sorted(n for n, v in last.items() if v.kept),
+        "unwritable": sorted(n for n, v in last.items() if v.unwritable),
     }
 
 
@@ -267,7 +289,7 @@ def next_summary(
 ) -> dict:
     """The summary of a report whose CSV holds exactly the rows of ``records`` (and the records
     ``previous`` lists): for a report made in one go, as the archive benchmark seeds one."""
-    last: dict[str, tuple[str, ...]] = {}
+    last: dict[str, Last] = {}
     added = rows_to_add(last, records)
     return make_summary(
         source,
