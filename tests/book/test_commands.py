@@ -31,17 +31,18 @@ import pytest
 import yaml
 from markdown_it import MarkdownIt
 
-from microscopy_notebook.book import roles_table, terminal
-from microscopy_notebook.cloud import permissions, samples
+from microscopy_notebook.book import terminal
+from microscopy_notebook.cloud import iam, samples
 from microscopy_notebook.image import registry
 from microscopy_notebook.paths import ROOT
 from tests.workflow.batchrun import (
     INSTALLS,
+    JOBS,
     STANDIN,
     SUBMITTER,
-    BatchRun,
-    standin_env,
-    standin_folder,
+    batch_service,
+    needs,
+    places,
     without_credentials,
 )
 from tests.workflow.jobrun import png_size
@@ -141,7 +142,23 @@ def test_login_blocks_are_marked_and_their_flags_exist(block: Block, tmp_path: P
         words = shlex.split(line)
         command = [w for w in words if not w.startswith("-")]
         flags = [w.split("=")[0] for w in words if w.startswith("--")]
-        help_text = subprocess.run(
+        help_text = _help(command, tmp_path)
+        assert help_text.returncode == 0, help_text.stderr
+        for flag in flags:
+            assert re.search(rf"(^|\s){re.escape(flag)}\b", help_text.stdout), (
+                f"{line!r}: {flag} is not in `{' '.join(command)} --help`"
+            )
+
+
+_HELP: dict[tuple[str, ...], subprocess.CompletedProcess] = {}
+
+
+def _help(command: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """`COMMAND --help`, once per command: the words that name a command, not the resources
+    (buckets, accounts, projects) it is given, which do not change its help."""
+    key = tuple(w for w in command if re.fullmatch(r"[a-z][a-z0-9-]*", w))
+    if key not in _HELP:
+        _HELP[key] = subprocess.run(
             [*command, "--help"],
             capture_output=True,
             text=True,
@@ -153,11 +170,7 @@ def test_login_blocks_are_marked_and_their_flags_exist(block: Block, tmp_path: P
                 "PAGER": "cat",
             },
         )
-        assert help_text.returncode == 0, help_text.stderr
-        for flag in flags:
-            assert re.search(rf"(^|\s){re.escape(flag)}\b", help_text.stdout), (
-                f"{line!r}: {flag} is not in `{' '.join(command)} --help`"
-            )
+    return _HELP[key]
 
 
 ENGINE_BLOCKS = [b for p in CHAPTERS for b in blocks(p) if b.options.get("class") == ENGINE_CLASS]
@@ -189,7 +202,36 @@ def test_there_are_batch_blocks_to_check() -> None:
     assert any(b.page.name == "first-job.md" for b in BATCH_BLOCKS)
 
 
-@pytest.mark.parametrize("block", BATCH_BLOCKS, ids=lambda b: f"{_id(b.page)}:{b.line}")
+LAUNCHER = "python workflow/googlebatch.py"  # its lines are rehearsed in test_googlebatch.py
+
+
+@pytest.mark.parametrize(
+    "block",
+    [b for b in BATCH_BLOCKS if b.code.startswith(LAUNCHER)],
+    ids=lambda b: f"{_id(b.page)}:{b.line}",
+)
+def test_launcher_blocks_flags_exist(block: Block, batch_python: str) -> None:
+    """`python workflow/googlebatch.py ...`: its own flags and Snakemake's; the commands
+    themselves are run, as the page has them, by tests/workflow/test_googlebatch.py."""
+    assert "rehearsed offline" in block.options.get("caption", "")
+    launcher = str(ROOT / "workflow" / "googlebatch.py")
+    words = shlex.split(block.code)[2:]
+    sub = ["watch"] if words[:1] == ["watch"] else []
+    usage = " ".join(
+        subprocess.run(
+            [batch_python, *argv, "--help"], capture_output=True, text=True, timeout=120
+        ).stdout
+        for argv in ([launcher, *sub], ["-m", "snakemake"])
+    )
+    flags = {w.split("=")[0] for w in words if w.startswith("--")}
+    assert flags <= set(re.findall(r"--[a-z][a-z0-9-]+", usage)), flags
+
+
+@pytest.mark.parametrize(
+    "block",
+    [b for b in BATCH_BLOCKS if not b.code.startswith(LAUNCHER)],
+    ids=lambda b: f"{_id(b.page)}:{b.line}",
+)
 def test_batch_blocks_flags_exist_and_dry_run_plans(
     block: Block, batch_python: str, gcs, storage_env: dict, tmp_path: Path
 ) -> None:
@@ -206,6 +248,7 @@ def test_batch_blocks_flags_exist_and_dry_run_plans(
     samples.seed(client=gcs)
     job = _page_folder(block.page, tmp_path / "job")
     env = without_credentials(dict(storage_env, HOME=str(tmp_path)), tmp_path)
+    env["JUPYTERHUB_USER"] = "a-reader"  # set on the hub for every server
     command = block.code.replace("snakemake ", f"{shlex.quote(batch_python)} -m snakemake ", 1)
     dry = subprocess.run(
         ["bash", "-c", command + " -n"],
@@ -240,92 +283,86 @@ FIRST_JOB_PROFILE = ROOT / "book" / "examples" / "first-job" / "googlebatch" / "
 def test_first_jobs_batch_command_runs_in_the_image_and_makes_the_local_runs_picture(
     batch_python: str, task_python: str, emulator, gcs, storage_env: dict, tmp_path: Path
 ) -> None:
-    """The page's Google Batch command as the reader types it, with `snakemake` run through the
-    Batch stand-in (real executor plugin, the page's profile and files, storage in the emulator,
-    no Google credentials): it makes the picture the page's local command makes, in one Batch
-    job that runs the image's container on Container-Optimized OS and installs nothing.
+    """The page's Google Batch command exactly as the reader types it, with `snakemake` run
+    through the Batch stand-in (real executor plugin, the page's profile and files, storage in the
+    emulator, no Google credentials, the submitter's and the jobs' account's grants in force): it
+    makes the picture the page's local command makes, in one Batch job that runs the pinned image
+    on Container-Optimized OS as the jobs' account and installs nothing.
 
-    Its picture and Snakemake's work files go to a bucket of this test's own (the profile's
-    work prefix and the Snakefile's `plots`, overridden on the command line, as a reader would
-    set them), so no other test's objects, and none the page names, are touched."""
+    Each reader's picture and work files have names of their own: the reader here is a new one
+    (JupyterHub names each server's user), so no other test's objects, and none the page names,
+    are touched; the Batch machine names the reader's folder as the reader's JupyterLab does."""
     (block,) = [b for b in BATCH_BLOCKS if b.page == FIRST_JOB]
     samples.seed(client=gcs)  # the Snakefile reads its .dm3 from the example data bucket
-    bucket = f"first-job-{uuid.uuid4().hex[:12]}"
-    gcs.create_bucket(bucket)
     job = _page_folder(FIRST_JOB, tmp_path / "job")
-    out = standin_folder()
-    try:
-        env = standin_env(
-            without_credentials(dict(storage_env, HOME=str(tmp_path)), tmp_path), out, task_python
+    where = places(samples.BUCKET, samples.OUTPUT_BUCKET)
+    reader = f"reader-{uuid.uuid4().hex[:8]}"
+    with batch_service(emulator, task_python, where) as service:
+        env = service.env(
+            SUBMITTER, without_credentials(dict(storage_env, HOME=str(tmp_path)), tmp_path)
         )
+        env["JUPYTERHUB_USER"] = reader
         command = block.code.replace(
             "snakemake ", f"{shlex.quote(batch_python)} {shlex.quote(str(STANDIN))} ", 1
-        )
-        command += (
-            f" --default-storage-prefix gs://{bucket}/snakemake-work"
-            f" --config plots=gs://{bucket}/batch"
         )
         proc = subprocess.run(
             ["bash", "-c", command], cwd=job, env=env, capture_output=True, text=True, timeout=600
         )
-        print(proc.stdout[-20000:], proc.stderr[-20000:], sep="\n")  # shown when it fails
-        run = BatchRun(proc, out, job, bucket)
-        assert proc.returncode == 0, "the run failed: its output is printed above"
+    print(proc.stdout[-20000:], proc.stderr[-20000:], sep="\n")  # shown when it fails
+    assert proc.returncode == 0, "the run failed: its output is printed above"
+    output = gcs.bucket(samples.OUTPUT_BUCKET)
+    picture = output.blob(f"first-job/{reader}/multi_signal.png").download_as_bytes()
+    assert png_size(picture) == (500, 500)  # plot.py: 5 x 5 inches at 100 dpi
+    assert 10_000 < len(picture) < 1_000_000  # a drawn plot, neither blank nor raw
 
-        picture = gcs.bucket(bucket).blob("batch/multi_signal.png").download_as_bytes()
-        assert png_size(picture) == (500, 500)  # plot.py: 5 x 5 inches at 100 dpi
-        assert 10_000 < len(picture) < 1_000_000  # a drawn plot, neither blank nor raw
+    # The page's first command, on another reader's JupyterLab (here: the tests' environment,
+    # as the build runs it), in the same folder: the same picture, in that reader's folder.
+    (local_line,) = [
+        line
+        for line in terminal.blocks(FIRST_JOB.read_text())[0].code.splitlines()
+        if line.startswith("snakemake ")
+    ]
+    other = f"reader-{uuid.uuid4().hex[:8]}"
+    local = subprocess.run(
+        ["bash", "-c", local_line],
+        cwd=job,
+        env=dict(
+            storage_env, HOME=str(tmp_path), PATH=terminal_path(storage_env), JUPYTERHUB_USER=other
+        ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert local.returncode == 0, local.stdout[-2000:] + local.stderr[-3000:]
+    assert output.blob(f"first-job/{other}/multi_signal.png").download_as_bytes() == picture
 
-        # The page's first command, on the reader's JupyterLab (here: the tests' environment,
-        # as the build runs it), in the same folder, into another prefix of the same bucket.
-        (local_line,) = [
-            line
-            for line in terminal.blocks(FIRST_JOB.read_text())[0].code.splitlines()
-            if line.startswith("snakemake ")
-        ]
-        local = subprocess.run(
-            ["bash", "-c", local_line + f" --config plots=gs://{bucket}/local"],
-            cwd=job,
-            env=dict(storage_env, HOME=str(tmp_path), PATH=terminal_path(storage_env)),
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert local.returncode == 0, local.stdout[-2000:] + local.stderr[-3000:]
-        assert gcs.bucket(bucket).blob("local/multi_signal.png").download_as_bytes() == picture
+    # One Batch job, of the plot rule, in the pinned image on Container-Optimized OS, as the
+    # jobs' account, as the page's profile says; nothing was installed on the VM.
+    profile = yaml.safe_load(FIRST_JOB_PROFILE.read_text())
+    (received,) = service.jobs()
+    submitted = received["job"]
+    assert submitted["labels"]["snakemake-job"] == "plot"
+    (instances,) = submitted["allocationPolicy"]["instances"]
+    assert "batch-cos" in profile["googlebatch-image-family"]
+    assert instances["policy"]["bootDisk"]["image"] == (
+        f"projects/{profile['googlebatch-image-project']}/global/images/family/"
+        f"{profile['googlebatch-image-family']}"
+    )
+    model = iam.load()
+    assert submitted["allocationPolicy"]["serviceAccount"]["email"] == model.email("jobs-account")
+    runnables = submitted["taskGroups"][0]["taskSpec"]["runnables"]
+    assert runnables[-1]["container"]["imageUri"] == registry.load().uri()
+    for runnable in runnables:
+        assert not INSTALLS.search(json.dumps(runnable)), runnable
+    assert service.installs() == ""
+    # Snakemake removed the workflow's files it sent to the VM from the reader's own work prefix.
+    assert [b.name for b in gcs.list_blobs(samples.OUTPUT_BUCKET, prefix="snakemake-work/")] == []
 
-        # One Batch job, of the plot rule, in the image on Container-Optimized OS, as the
-        # page's profile says; nothing was installed on the VM.
-        profile = yaml.safe_load(FIRST_JOB_PROFILE.read_text())
-        (received,) = run.jobs()
-        submitted = received["job"]
-        assert submitted["labels"]["snakemake-job"] == "plot"
-        (instances,) = submitted["allocationPolicy"]["instances"]
-        assert "batch-cos" in profile["googlebatch-image-family"]
-        assert instances["policy"]["bootDisk"]["image"] == (
-            f"projects/{profile['googlebatch-image-project']}/global/images/family/"
-            f"{profile['googlebatch-image-family']}"
-        )
-        runnables = submitted["taskGroups"][0]["taskSpec"]["runnables"]
-        assert runnables[-1]["container"]["imageUri"] == registry.load().uri()
-        for runnable in runnables:
-            assert not INSTALLS.search(json.dumps(runnable)), runnable
-        assert run.installs() == ""
-        # Snakemake removed the workflow's files it sent to the VM: the reader's work prefix
-        # is left as it was.
-        assert [b.name for b in gcs.list_blobs(bucket, prefix="snakemake-work/")] == []
-
-        # The page sends the reader to the job submitter's roles: they grant every call.
-        roles, people = roles_table.load()
-        calls = emulator.calls.list()
-        api = set((out / "api-permissions.log").read_text().split())
-        for who, seen in (
-            (SUBMITTER, permissions.recorded(calls, SUBMITTER) | api),
-            ("batch-job", permissions.recorded(calls, "batch-job")),
-        ):
-            assert seen <= set(people[who].needs), (who, sorted(seen - set(people[who].needs)))
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    # The page sends the reader to the job submitter's roles: with them (and the jobs' account's)
+    # in force the run went through, within what iam.yaml measured.
+    for who in (SUBMITTER, JOBS):
+        seen = needs(service, emulator, who, where)
+        assert seen <= model.people[who].measured(), (who, seen - model.people[who].measured())
 
 
 def terminal_path(env: dict) -> str:

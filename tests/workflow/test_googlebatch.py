@@ -1,7 +1,7 @@
 """The thumbnail job on Google Batch, rehearsed: the real profile, executor plugin and Snakefile,
-storage in the emulator, and only the Batch service answered by tests/workflow/batch_standin.py,
-which runs every submitted Job's runnables (scripts as root, the container's commands as the
-image's user) and records the Job as it received it.
+started as the page says (``python workflow/googlebatch.py``), storage in the emulator, and only
+Batch and Logging answered by the stand-in (batch_service.py), with everyone's iam.yaml grants in
+force: the submitter's, the render jobs' service account's, the coordinator's.
 """
 
 from __future__ import annotations
@@ -12,157 +12,98 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from microscopy_notebook.book import roles_table
-from microscopy_notebook.cloud import samples
+from microscopy_notebook.cloud import iam
 from microscopy_notebook.image import registry
 from microscopy_notebook.paths import ROOT
 from tests.workflow.batchrun import (
+    ALL_DONE,
     INSTALLS,
-    STANDIN,
+    JOBS,
+    PREVIEWABLE,
+    PROJECT,
     SUBMITTER,
     BatchRun,
-    standin_env,
-    standin_folder,
-    without_credentials,
+    Buckets,
+    batch_service,
+    buckets,
+    checkout,
+    launcher,
+    needs,
+    plain_snakemake,
+    previews,
+    run,
+    saved_logs,
+    submitter_env,
 )
-from tests.workflow.jobrun import GOOGLEBATCH, LOCAL, WORKFLOW, snakemake, summary
+from tests.workflow.jobrun import GOOGLEBATCH, LOCAL, snakemake, summary
 
 PROFILE = yaml.safe_load((GOOGLEBATCH / "config.yaml").read_text())
 # The first job's Batch profile (book/chapters/first-job.md), which runs its task as this one does.
 FIRST_JOB = ROOT / "book" / "examples" / "first-job" / "googlebatch" / "config.yaml"
-PROJECT = "nexuslims-example"
-PREVIEWABLE = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
-ALL_DONE = f"thumbnail job: all {len(PREVIEWABLE)} done;"
+MAINTAINERS = ROOT / "book" / "chapters" / "maintainers-setup.md"
 
 pytestmark = pytest.mark.slow
-
-
-def batch_run(
-    gcs,
-    env: dict,
-    batch_python: str,
-    task_python: str,
-    *extra: str,
-    bucket: str | None = None,
-    standin: dict | None = None,
-) -> BatchRun:
-    """Seed a bucket, then run the job through the stand-in from a git checkout of workflow/ (as
-    from the repository root: Snakemake ships the git-tracked files to the VMs)."""
-    argv, env, out, checkout, bucket = batch_command(
-        gcs, env, batch_python, task_python, *extra, bucket=bucket, standin=standin
-    )
-    run = subprocess.run(argv, cwd=checkout, env=env, capture_output=True, text=True, timeout=600)
-    print(run.stdout[-20000:], run.stderr[-20000:], sep="\n")  # shown when a test fails
-    return BatchRun(run, out, checkout, bucket)
-
-
-def batch_command(
-    gcs,
-    env: dict,
-    batch_python: str,
-    task_python: str,
-    *extra: str,
-    bucket: str | None = None,
-    standin: dict | None = None,
-):
-    if bucket is None:
-        bucket = f"gb-{uuid.uuid4().hex[:12]}"
-        samples.seed(bucket, "raw/", gcs)
-    out = standin_folder()
-    checkout = out / "checkout"
-    shutil.copytree(WORKFLOW, checkout / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run(["git", "init", "-q"], cwd=checkout, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=checkout, check=True)
-    env = standin_env(env, out, task_python, standin)
-    args = [
-        "-s",
-        "workflow/Snakefile",
-        "--profile",
-        "workflow/profiles/googlebatch",
-        "--googlebatch-project",
-        PROJECT,
-        "--storage-gcs-project",
-        PROJECT,
-        "--default-storage-prefix",
-        f"gs://{bucket}/snakemake-work",
-        *extra,
-        "--config",
-        f"input=gs://{bucket}/raw",
-        f"output=gs://{bucket}/previews",
-    ]
-    return [batch_python, str(STANDIN), *args], env, out, checkout, bucket
-
-
-@pytest.fixture
-def batch_env(storage_env: dict, tmp_path: Path) -> dict:
-    """Storage in the emulator, no Google credentials (batchrun.without_credentials)."""
-    return without_credentials(storage_env, tmp_path)
 
 
 @pytest.fixture(scope="module")
 def finished(
     emulator, batch_python: str, task_python: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[BatchRun]:
+) -> Iterator[tuple[BatchRun, Buckets]]:
     """One successful run for the module's checks (a run takes half a minute)."""
+    folder = tmp_path_factory.mktemp("finished")
     with pytest.MonkeyPatch.context() as patch:
         for key, value in emulator.env.items():
             patch.setenv(key, value)
         from google.cloud import storage
 
-        env = without_credentials(emulator.apply(), tmp_path_factory.mktemp("none"))
-        result = batch_run(storage.Client(), env, batch_python, task_python)
-        yield result
-    shutil.rmtree(result.out, ignore_errors=True)
-
-
-def previews(gcs, bucket: str, prefix: str) -> dict[str, bytes]:
-    return {
-        b.name[len(prefix) :]: b.download_as_bytes()
-        for b in gcs.list_blobs(bucket, prefix=prefix)
-        if b.name.endswith(".png")
-    }
+        where = buckets(storage.Client())
+        root = checkout(folder)
+        with batch_service(emulator, task_python, where.where()) as service:
+            env = submitter_env(service, emulator.apply(), folder)
+            proc = run(launcher(service, root, where, batch_python), root, env)
+        yield BatchRun(proc, service, root, where.out, where.raw), where
+    shutil.rmtree(service.out, ignore_errors=True)
 
 
 # -- end to end -----------------------------------------------------------------------------------
 
 
 def test_batch_run_lands_every_preview_byte_for_byte_as_the_local_run(
-    finished: BatchRun, gcs, storage_env: dict, tmp_path: Path
+    finished, gcs, storage_env: dict, tmp_path: Path
 ) -> None:
-    assert finished.run.returncode == 0
-    assert summary(finished.run.stderr).startswith(ALL_DONE)
-    on_batch = previews(gcs, finished.bucket, "previews/")
+    done, where = finished
+    assert done.run.returncode == 0
+    assert summary(done.run.stderr).startswith(ALL_DONE)
+    on_batch = previews(gcs, where.out, "previews/")
     assert sorted(on_batch) == sorted(f"{name}.png" for name in PREVIEWABLE)
-    # The same files, run here with the local profile into another prefix of the same bucket.
+    # The same files, run here with the local profile into another prefix of the output bucket.
     local = snakemake(
         tmp_path,
         "--profile",
         str(LOCAL),
-        "--config",
-        f"input=gs://{finished.bucket}/raw",
-        f"output=gs://{finished.bucket}/local",
+        *where.config("local"),
         env=storage_env,
     )
     assert local.returncode == 0, local.stderr[-3000:]
-    assert previews(gcs, finished.bucket, "local/") == on_batch
+    assert previews(gcs, where.out, "local/") == on_batch
     # Every task ran in the image's user's Python with nothing installed at run time.
-    assert finished.installs() == ""
-    rendered = [j for j in finished.jobs() if j["job"]["labels"]["snakemake-job"] == "render"]
-    assert len(rendered) == len(finished.jobs()) == 1  # plan and report are local rules
+    assert done.installs() == ""
+    rendered = [j for j in done.jobs() if j["job"]["labels"]["snakemake-job"] == "render"]
+    assert len(rendered) == len(done.jobs()) == 1  # plan and report are local rules
 
 
-def test_the_plugins_workdir_is_not_writable_by_the_images_user(finished: BatchRun) -> None:
+def test_the_plugins_workdir_is_not_writable_by_the_images_user(finished) -> None:
     """Why the profile's precommand moves the task to a folder of its own: the plugin's set-up
     runnables (as root) leave /tmp/workdir owned by root, mode 755; the image runs as NB_UID."""
-    vm = next(finished.out.glob("vm-render-*"))
-    workdir = vm / "tmp-workdir"
+    done, _ = finished
+    vm = next(done.out.glob("vm-render-*"))
+    workdir = vm / "tmp" / "workdir"
     assert (workdir.stat().st_uid, workdir.stat().st_mode & 0o777) == (0, 0o755)
     probe = subprocess.run(
         ["touch", str(workdir / "probe")], user=1000, group=100, capture_output=True, text=True
@@ -173,48 +114,51 @@ def test_the_plugins_workdir_is_not_writable_by_the_images_user(finished: BatchR
     assert "not installed at run time: python3 -m pip install boto3" in log
 
 
-def test_a_finished_run_leaves_only_its_logs_in_the_work_prefix(finished: BatchRun, gcs) -> None:
-    """What book/chapters/google-batch.md tells users to clean up: the logs, and nothing else is
-    left (the shipped sources, manifests and batch results are removed by Snakemake)."""
-    left = [b.name for b in gcs.list_blobs(finished.bucket, prefix="snakemake-work/")]
-    logs = [n for n in left if n.startswith("snakemake-work/results/thumbnail-job/logs/")]
+def test_a_run_keeps_its_work_files_under_a_prefix_of_its_own_and_leaves_only_its_logs(
+    finished, gcs
+) -> None:
+    """What book/chapters/google-batch.md tells users to clean up: one folder per run, in which
+    only the logs are left (the shipped sources, manifests and batch results are removed)."""
+    done, where = finished
+    (said,) = re.findall(r"this run's work files: (gs://\S+)/", done.run.stderr)
+    prefix = said.removeprefix(f"gs://{where.out}/")
+    assert re.fullmatch(r"snakemake-work/runs/\d{8}-\d{6}-[0-9a-f]{4}", prefix)
+    left = [b.name for b in gcs.list_blobs(where.out, prefix="snakemake-work/")]
+    logs = [n for n in left if n.startswith(f"{prefix}/results/thumbnail-job/logs/")]
     assert logs and logs == left
 
 
 def test_each_new_file_costs_the_render_task_one_download_and_one_upload(
-    finished: BatchRun, emulator
+    finished, emulator
 ) -> None:
     """The chapter's cost section: per file, one Class B download and one Class A upload by the
     machines; the rest is per batch (sources, manifest, result, log, and their checks)."""
-    mine = [
+    done, where = finished
+    mine = [c for c in emulator.calls.list() if c.who == JOBS and not c.refused]
+    downloads = [c for c in mine if c.resource == f"buckets/{where.raw}" and "alt=media" in c.path]
+    uploads = [
         c
-        for c in emulator.calls.list()
-        if c.who == "batch-job" and f"/b/{finished.bucket}/" in c.path
+        for c in mine
+        if c.resource == f"buckets/{where.out}"
+        and c.method == "POST"
+        and c.path.startswith("/upload/")
     ]
-    downloads = [
-        c for c in mine if c.method == "GET" and "alt=media" in c.path and "/o/raw%2F" in c.path
-    ]
-    uploads = [c for c in mine if c.method == "POST" and c.path.startswith("/upload/")]
     # one per preview, and a few per batch (its result, its log, its report record)
     assert len(PREVIEWABLE) < len(uploads) <= len(PREVIEWABLE) + 3
     downloaded = {c.path.split("/o/", 1)[1].split("?", 1)[0] for c in downloads}
     assert len(downloads) == len(downloaded) >= len(PREVIEWABLE)  # each source (and companion) once
-    per_batch = len(mine) - len(downloads) - len(uploads)
-    print(
-        f"batch-job calls: {len(downloads)} downloads, {len(uploads)} uploads, "
-        f"{per_batch} for the one batch"
-    )
+    ours = [c for c in mine if c.resource in (f"buckets/{where.raw}", f"buckets/{where.out}")]
+    per_batch = len(ours) - len(downloads) - len(uploads)
+    print(f"{JOBS} calls: {len(downloads)} downloads, {len(uploads)} uploads, {per_batch} other")
     assert per_batch <= 40
 
 
 # -- the Job specs as submitted ---------------------------------------------------------------
 
 
-def test_render_job_spec_runs_the_image_on_cos_with_the_profiles_resources(
-    finished: BatchRun,
-) -> None:
-    image = registry.load()
-    (received,) = finished.jobs()
+def test_render_job_spec_runs_the_pinned_image_on_cos_as_the_jobs_account(finished) -> None:
+    done, _ = finished
+    (received,) = done.jobs()
     assert received["parent"] == f"projects/{PROJECT}/locations/{PROFILE['googlebatch-region']}"
     job = received["job"]
     (group,) = job["taskGroups"]
@@ -235,13 +179,14 @@ def test_render_job_spec_runs_the_image_on_cos_with_the_profiles_resources(
     assert task["maxRunDuration"] == PROFILE["googlebatch-max-run-duration"]
     assert group["taskCount"] == group["taskCountPerNode"] == "1"
     assert job["labels"] == {"snakemake-job": "render", "app": "microscopy-notebook"}
-    assert job["allocationPolicy"]["serviceAccount"]["email"] == ""  # the default one
+    account = iam.load().email("jobs-account")
+    assert job["allocationPolicy"]["serviceAccount"]["email"] == account
     kinds = [
         next(k for k in ("script", "barrier", "container") if k in r) for r in task["runnables"]
     ]
     assert kinds == ["script", "script", "barrier", "container"]
     container = task["runnables"][-1]["container"]
-    assert container["imageUri"] == image.uri() == PROFILE["googlebatch-container"]
+    assert container["imageUri"] == registry.load().uri() == PROFILE["googlebatch-container"]
     assert container["entrypoint"] == "/bin/bash"
     assert container["commands"] == ["/tmp/workdir/entrypoint.sh"]
     for runnable in task["runnables"]:
@@ -249,71 +194,113 @@ def test_render_job_spec_runs_the_image_on_cos_with_the_profiles_resources(
         assert not INSTALLS.search(text), INSTALLS.search(text)
 
 
-def test_service_account_and_failing_task_fail_the_run_with_the_tasks_log(
-    gcs, emulator, batch_env: dict, batch_python: str, task_python: str
+# -- the jobs' own service account, enforced -----------------------------------------------------
+
+
+def test_a_job_that_names_no_service_account_never_runs(
+    gcs, emulator, storage_env: dict, batch_python: str, task_python: str, tmp_path: Path
 ) -> None:
-    """A task whose service account may not read the work files (403 on every download of a
-    manifest): Batch reports FAILED, the run fails, and the task's own log is what the user sees."""
-    bucket = f"gb-{uuid.uuid4().hex[:12]}"
-    samples.seed(bucket, "raw/", gcs)
-    emulator.faults.add(
-        lambda method, path: method == "GET" and "manifests" in path and "alt=media" in path,
-        "status:403",
-        times=1000,
+    """A profile without googlebatch-service-account: the launcher refuses before anything
+    starts, and plain Snakemake fails at the submission with Batch's words (the submitter may act
+    as the jobs' account only). Where the submitter may act as the Compute Engine default account
+    (the old guide granted Service Account User project-wide), the job is accepted and never
+    runs: that account has no roles, its VMs cannot report."""
+    where = buckets(gcs)
+    root = checkout(tmp_path)
+    profile = root / "workflow" / "profiles" / "googlebatch" / "config.yaml"
+    profile.write_text(
+        "\n".join(
+            line
+            for line in profile.read_text().splitlines()
+            if not line.startswith("googlebatch-service-account:")
+        )
     )
-    account = f"thumbnails@{PROJECT}.iam.gserviceaccount.com"
-    # The profile would resubmit the failing render three times (preemptible-retries), each
-    # failing alike; one submission shows what the user sees. Retries: the preemption test.
-    failed = batch_run(
-        gcs,
-        batch_env,
-        batch_python,
-        task_python,
-        "--googlebatch-service-account",
-        account,
-        "--preemptible-retries",
-        "0",
-        bucket=bucket,
+    model = iam.load()
+    submitter = model.people[SUBMITTER]
+    default = "123456789012-compute@developer.gserviceaccount.com"
+    wide = iam.Person(  # Service Account User on the project, as the old guide had it
+        submitter.name,
+        submitter.title,
+        (*submitter.grants, iam.Grant("project", "roles/iam.serviceAccountUser")),
+        submitter.needs,
     )
-    try:
-        assert failed.run.returncode != 0
-        jobs = failed.jobs()
-        assert {j["job"]["allocationPolicy"]["serviceAccount"]["email"] for j in jobs} == {account}
-        assert "has state FAILED" in failed.run.stderr
-        logs = list((failed.checkout / ".snakemake" / "googlebatch_logs").rglob("*.log"))
-        assert logs and "403" in logs[0].read_text()
-        assert [b.name for b in gcs.list_blobs(bucket, prefix="previews/")] == []
-    finally:
-        emulator.faults.clear()
-        shutil.rmtree(failed.out, ignore_errors=True)
+    with batch_service(emulator, task_python, where.where()) as service:
+        env = submitter_env(service, storage_env, tmp_path)
+        refused = run(launcher(service, root, where, batch_python), root, env)
+        plain = run(plain_snakemake(root, where, batch_python), root, env)
+    with batch_service(emulator, task_python, where.where(), {SUBMITTER: wide}) as stuck:
+        accepted = run(
+            plain_snakemake(root, where, batch_python, "--preemptible-retries", "0"),
+            root,
+            submitter_env(stuck, storage_env, tmp_path),
+        )
+    assert refused.returncode == 2
+    assert "must run as the jobs' own service account" in refused.stderr
+    assert "running:" not in refused.stderr
+    assert plain.returncode != 0
+    assert (
+        f'caller does not have access to act as the specified service account: "{default}"'
+        in plain.stderr
+    )
+    assert accepted.returncode != 0
+    (job,) = stuck.jobs()
+    assert job["job"]["allocationPolicy"]["serviceAccount"].get("email", "") == ""
+    (why,) = stuck.problems
+    assert f"run as {default}, which may not report to Batch" in why
+    assert "stays SCHEDULED" in why
+    assert [b.name for b in gcs.list_blobs(where.out, prefix="previews/")] == []
+
+
+def test_a_jobs_account_missing_a_role_fails_the_run_with_googles_message(
+    gcs, emulator, storage_env: dict, batch_python: str, task_python: str, tmp_path: Path
+) -> None:
+    """The jobs' account without Storage Object User on the output bucket: Cloud Storage refuses
+    its first read of a work file there, the task fails, Batch reports FAILED, and the job's log,
+    which the plugin saves and Snakemake names, says who lacks which permission."""
+    where = buckets(gcs)
+    root = checkout(tmp_path)
+    short = iam.load().people[JOBS].without("roles/storage.objectUser", "output")
+    with batch_service(emulator, task_python, where.where(), {JOBS: short}) as service:
+        failed = run(
+            launcher(service, root, where, batch_python, "--preemptible-retries", "0"),
+            root,
+            submitter_env(service, storage_env, tmp_path),
+        )
+    account = iam.load().email("jobs-account")
+    assert failed.returncode != 0
+    assert "has state FAILED" in failed.stderr
+    assert re.search(r"\.snakemake/googlebatch_logs/render/\S+\.log", failed.stderr)
+    assert (
+        f"{account} does not have storage.objects.get access to the Google Cloud Storage object"
+        in saved_logs(root)
+    )
+    assert [b.name for b in gcs.list_blobs(where.out, prefix="previews/")] == []
 
 
 def test_a_preempted_task_is_retried_and_the_run_completes(
-    gcs, batch_env: dict, batch_python: str, task_python: str
+    gcs, emulator, storage_env: dict, batch_python: str, task_python: str, tmp_path: Path
 ) -> None:
-    preempted = batch_run(
-        gcs, batch_env, batch_python, task_python, standin={"MNB_BATCH_STANDIN_PREEMPT": "render"}
-    )
-    try:
-        assert preempted.run.returncode == 0
-        assert summary(preempted.run.stderr).startswith(ALL_DONE)
-        # The retry is Batch's, in the same Job: its task log, which the plugin saves when the Job
-        # ends, has the killed attempt. (The plugin's own event lines are no witness: 0.5.1 prints
-        # an event only if the sub-second part of its time exceeds the last one's.)
-        saved = "".join(
-            p.read_text()
-            for p in (preempted.checkout / ".snakemake" / "googlebatch_logs").rglob("*.log")
+    where = buckets(gcs)
+    root = checkout(tmp_path)
+    with batch_service(emulator, task_python, where.where(), preempt="render") as service:
+        proc = run(
+            launcher(service, root, where, batch_python),
+            root,
+            submitter_env(service, storage_env, tmp_path),
         )
-        assert "attempt 0 exited with code 50001" in saved
-        assert len(preempted.jobs()) == 1
-        assert len(list(preempted.out.glob("vm-render-*"))) == 2  # the killed VM and its retry
-        assert len(previews(gcs, preempted.bucket, "previews/")) == len(PREVIEWABLE)
-    finally:
-        shutil.rmtree(preempted.out, ignore_errors=True)
+    assert proc.returncode == 0
+    assert summary(proc.stderr).startswith(ALL_DONE)
+    # The retry is Batch's, in the same Job: its task log, which the plugin saves when the Job
+    # ends, has the killed attempt. (The plugin's own event lines are no witness: 0.5.1 prints
+    # an event only if the sub-second part of its time exceeds the last one's.)
+    assert "attempt 0 exited with code 50001" in saved_logs(root)
+    assert len(service.jobs()) == 1
+    assert len(list(service.out.glob("vm-render-*"))) == 2  # the killed VM and its retry
+    assert len(previews(gcs, where.out, "previews/")) == len(PREVIEWABLE)
 
 
 def test_ctrl_c_in_the_submitting_terminal_deletes_the_running_batch_job(
-    gcs, batch_env: dict, batch_python: str, task_python: str
+    gcs, emulator, storage_env: dict, batch_python: str, task_python: str, tmp_path: Path
 ) -> None:
     """What the chapter says about stopping a run: one Ctrl-C (SIGINT to Snakemake, not to the
     machines) makes the plugin delete the Batch jobs it started.
@@ -323,61 +310,77 @@ def test_ctrl_c_in_the_submitting_terminal_deletes_the_running_batch_job(
     it, however slow the machine."""
     holding = "render task running: waiting for Ctrl-C"
     hold = f"{PROFILE['precommand']} && echo '{holding}' && sleep 600"
-    argv, env, out, checkout, bucket = batch_command(
-        gcs, batch_env, batch_python, task_python, "--precommand", hold
-    )
+    where = buckets(gcs)
+    root = checkout(tmp_path)
+    with batch_service(emulator, task_python, where.where()) as service:
 
-    def ready() -> bool:
-        logs = out.glob("vm-*/container-*.log")
-        permissions = out / "api-permissions.log"
-        return any(holding in log.read_text() for log in logs) and (
-            permissions.exists() and "batch.jobs.get" in permissions.read_text().split()
-        )
+        def ready() -> bool:
+            logs = service.out.glob("vm-*/container-*.log")
+            asked = ("batch.jobs.get", f"projects/{PROJECT}") in service.needs(SUBMITTER)
+            return asked and any(holding in log.read_text() for log in logs)
 
-    with (out / "snakemake.log").open("w") as log:
-        proc = subprocess.Popen(argv, cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 300  # only a guard against a hang, never the condition
-            while not ready():
-                assert time.monotonic() < deadline and proc.poll() is None, "no task running"
-                time.sleep(0.2)
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    text = (out / "snakemake.log").read_text()
+        env = submitter_env(service, storage_env, tmp_path)
+        with (tmp_path / "snakemake.log").open("w") as log:
+            proc = subprocess.Popen(
+                launcher(service, root, where, batch_python, "--precommand", hold),
+                cwd=root,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                deadline = (
+                    time.monotonic() + 300
+                )  # only a guard against a hang, never the condition
+                while not ready():
+                    assert time.monotonic() < deadline and proc.poll() is None, "no task running"
+                    time.sleep(0.2)
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=120)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+    text = (tmp_path / "snakemake.log").read_text()
     print(text[-5000:])
-    try:
-        assert proc.returncode != 0
-        assert "batch.jobs.delete" in (out / "api-permissions.log").read_text().split()
-        _, people = roles_table.load()
-        assert "batch.jobs.delete" in people[SUBMITTER].needs  # measured here, so listed
-        assert re.search(r"Waiting for job projects/\S+/jobs/render-\S+ to cancel", text)
-        # (previews the task wrote before it was stopped stay, as the chapter says)
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    assert proc.returncode != 0
+    assert ("batch.jobs.delete", f"projects/{PROJECT}") in service.needs(SUBMITTER)
+    assert ("project", "batch.jobs.delete") in iam.load().people[SUBMITTER].measured()
+    assert re.search(r"Waiting for job projects/\S+/jobs/render-\S+ to cancel", text)
+    # (previews the task wrote before it was stopped stay, as the chapter says)
 
 
-# -- one name for the image -----------------------------------------------------------------------
+# -- one pinned image, one account, written once ------------------------------------------------
 
 
-def test_the_image_name_is_written_once_and_every_reader_agrees() -> None:
+def _hub_settings() -> dict:
+    """The hub's image settings (image/hub.yaml), which chapters/maintainers-setup.md shows."""
+    assert "```{literalinclude} ../../image/hub.yaml" in MAINTAINERS.read_text()
+    return yaml.safe_load((ROOT / "image" / "hub.yaml").read_text())["singleuser"]["image"]
+
+
+def test_the_image_and_the_jobs_account_are_written_once_and_every_reader_agrees() -> None:
     image = registry.load()
     cloudbuild = yaml.safe_load((ROOT / "image" / "cloudbuild.yaml").read_text())
     subs = cloudbuild["substitutions"]
     assert (subs["_REGION"], subs["_REPOSITORY"]) == (image.region, image.repository)
     pushed = f"${{_REGION}}-docker.pkg.dev/$PROJECT_ID/${{_REPOSITORY}}/{image.name}"
-    assert f"{pushed}:{image.tag}" in cloudbuild["images"]
+    assert cloudbuild["images"] == [f"{pushed}:$SHORT_SHA"]  # the commit: a tag never moved
     from microscopy_notebook.image import build
 
     assert image.name == build.NAME
-    assert all(tag.startswith(f"{image.name}:") for tag in build.tags())
-    assert PROFILE["googlebatch-container"] == image.uri()
-    assert PROFILE["googlebatch-region"] == image.region  # pulls stay inside the region
     first_job = yaml.safe_load(FIRST_JOB.read_text())
-    assert first_job["googlebatch-container"] == image.uri()
-    assert first_job["googlebatch-region"] == image.region
+    hub = _hub_settings()
+    assert (
+        PROFILE["googlebatch-container"]
+        == first_job["googlebatch-container"]
+        == f"{hub['name']}:{hub['tag']}"
+        == image.uri()
+    )
+    assert image.tag not in ("latest", "") and not re.fullmatch(r"\d{4}-\d\d-\d\d", image.tag)
+    assert PROFILE["googlebatch-region"] == first_job["googlebatch-region"] == image.region
+    account = iam.load().email("jobs-account")
+    assert PROFILE["googlebatch-service-account"] == account
+    assert first_job["googlebatch-service-account"] == account
     # No VM-family path is left: every family but COS installs software on each VM.
     assert "batch-cos" in PROFILE["googlebatch-image-family"]
     assert "software-deployment-method" not in PROFILE
@@ -386,13 +389,15 @@ def test_the_image_name_is_written_once_and_every_reader_agrees() -> None:
 
 def test_the_first_jobs_profile_runs_its_task_as_this_profile_does() -> None:
     """The same image on the same system, made to work with the plugin by the same precommand,
-    in the same region: what this module rehearses for the thumbnail job holds for the first job
-    (whose own rehearsal, in tests/book/test_commands.py, runs one small task)."""
+    in the same region, as the same account: what this module rehearses for the thumbnail job
+    holds for the first job (whose own rehearsal, in tests/book/test_commands.py, runs one small
+    task)."""
     first_job = yaml.safe_load(FIRST_JOB.read_text())
     shared = (
         "googlebatch-container",
         "googlebatch-image-family",
         "googlebatch-image-project",
+        "googlebatch-service-account",
         "precommand",
         "googlebatch-region",
     )
@@ -452,36 +457,30 @@ def _requires(python: str, dist: str) -> list[str]:
     )
 
 
-# -- roles from measurement (last: every run of this module has been recorded) --------------------
+# -- roles from measurement ---------------------------------------------------------------------
 
 
-def test_recorded_calls_are_the_permissions_iam_yaml_lists_and_its_roles_grant(
-    emulator, finished: BatchRun
-) -> None:
-    from microscopy_notebook.cloud import permissions
-
-    roles, people = roles_table.load()
-    calls = emulator.calls.list()
-    api = set((finished.out / "api-permissions.log").read_text().split())
-    recorded = {
-        SUBMITTER: permissions.recorded(calls, SUBMITTER) | api,
-        "batch-job": permissions.recorded(calls, "batch-job"),
+def test_what_each_identity_did_is_what_iam_yaml_measured_and_grants(finished, emulator) -> None:
+    """Every call of the run, as the submitter and as the jobs' account, on each resource, with
+    exactly iam.yaml's grants in force: the same needs iam.yaml lists as measured (whatever is
+    only used by other rehearsals, named here), all granted, no grant wider than it says."""
+    done, where = finished
+    model = iam.load()
+    elsewhere = {  # measured by the other rehearsals
+        SUBMITTER: {
+            ("project", "batch.jobs.delete"),  # Ctrl-C
+            ("coordinator-account", "iam.serviceAccounts.actAs"),  # a run left to Batch
+            ("raw-data", "storage.buckets.get"),  # the first job: Snakemake's storage inputs
+            ("raw-data", "storage.objects.get"),  # (it asks for the input file)
+        },
+        # the first job's, on its machine: Snakemake's checks of its storage input
+        JOBS: {("raw-data", "storage.buckets.get"), ("raw-data", "storage.objects.list")},
     }
-    print(json.dumps({k: sorted(v) for k, v in recorded.items()}, indent=1))
-    for name, seen in recorded.items():
-        measured = {p for p, why in people[name].needs.items() if why == "measured"}
-        # batch.jobs.delete is measured by the Ctrl-C test, which a successful run never needs
-        assert seen == measured - {"batch.jobs.delete"}, (
-            f"{name}: recorded {sorted(seen)}, iam.yaml {sorted(measured)}"
-        )
-        assert roles_table.ungranted(roles, people[name]) == []
-    # The check can fail: without Storage Bucket Viewer, bucket.exists() of the storage plugin
-    # (storage.buckets.get) is granted by nothing, which is what the old table said.
-    person = people["batch-job"]
-    without = roles_table.Person(
-        person.name,
-        person.title,
-        [r for r in person.roles if r != "roles/storage.bucketViewer"],
-        person.needs,
-    )
-    assert roles_table.ungranted(roles, without) == ["storage.buckets.get"]
+    for who in (SUBMITTER, JOBS):
+        seen = needs(done.service, emulator, who, where.where())
+        measured = model.people[who].measured()
+        print(who, sorted(seen))
+        assert seen <= measured, f"{who}: not in iam.yaml: {sorted(seen - measured)}"
+        missing = measured - seen - elsewhere[who]
+        assert not missing, f"{who}: iam.yaml lists what this run never did: {sorted(missing)}"
+        assert iam.problems(model, model.people[who]) == []

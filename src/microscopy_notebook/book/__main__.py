@@ -4,9 +4,13 @@ Every notebook of the book reads the example buckets, so a build starts the stor
 seeds it with the sample files, builds, and stops it: what ``nox -s docs`` runs.
 """
 
+import os
 import sys
 
 from microscopy_notebook import book
 from microscopy_notebook.cloud import emulator
 
+# The pages' commands run as in a reader's JupyterLab on the hub, where JupyterHub names the
+# server's user: the first job names the reader's own folder after it (not the build machine's).
+os.environ.setdefault("JUPYTERHUB_USER", "a-reader")
 sys.exit(emulator.main(["--seed", "--", *book.build_command(book.BOOK, *sys.argv[1:])]))

@@ -1,20 +1,20 @@
-"""``roles-table``: the IAM roles one person needs, from what their code is measured to call.
+"""``roles-table``: the IAM roles one person is granted, on which resource, from what their code is
+measured to call.
 
 A Sphinx extension (``book/_config.yml``, like `package_table`). In a MyST page::
 
     ```{roles-table} job-submitter
     ```
 
-gives one row per role listed for that person in ``iam.yaml`` (beside this file): its name, its
-ID, and which of the person's needed permissions it grants. The needed permissions are those the
-tests recorded the person's code calling (``measured``) and those only Google's side needs
-(``platform``). A needed permission that none of the listed roles grants is an error, and the
-book build (``-W``) fails: the page cannot promise roles that would not let the code run.
+gives one row per grant of that person in ``iam.yaml`` (`microscopy_notebook.cloud.iam`): the
+role's name and ID, the resource it is granted on, which of the person's needs there it serves,
+and what else it grants and why. The build (``-W``) fails when a need is granted by nothing, when a
+grant gives a permission no measured call uses and the grant does not say why, or when a grant
+breaks the guide's rules (`iam.problems`): the page can promise neither too little nor too much.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -24,38 +24,23 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
 from microscopy_notebook.book import tables
+from microscopy_notebook.cloud import iam
 
-IAM = Path(__file__).with_name("iam.yaml")
-HEADER = ("Role", "ID", "What it grants here")
-WIDTHS = (24, 34, 42)
-
-
-@dataclass(frozen=True)
-class Person:
-    name: str
-    title: str
-    roles: list[str]
-    needs: dict[str, str]  # permission -> why ("measured" or the platform's reason)
-    pages: tuple[str, ...] = ()  # the book's pages whose commands this person runs
+IAM = iam.IAM
+HEADER = ("Role", "Granted on", "What it grants here")
+WIDTHS = (30, 30, 40)
+Person = iam.Person
+load = iam.load
+ungranted = iam.ungranted
 
 
-def load(path: Path = IAM) -> tuple[dict, dict[str, Person]]:
-    data = yaml.safe_load(path.read_text())
-    people = {}
-    for name, entry in data["people"].items():
-        needs = {p: "measured" for p in entry.get("measured", [])}
-        needs.update(entry.get("platform", {}))
-        people[name] = Person(
-            name, entry["title"], entry["roles"], needs, tuple(entry.get("pages", ()))
-        )
-    return data["roles"], people
-
-
-def ungranted(roles: dict, person: Person) -> list[str]:
-    """The person's needed permissions that none of their roles grants (or unknown roles)."""
-    problems = [f"{r}: not in the roles snapshot" for r in person.roles if r not in roles]
-    granted = {p for r in person.roles if r in roles for p in roles[r]["permissions"]}
-    return problems + sorted(p for p in person.needs if p not in granted)
+def _literals(names: list[str]) -> list[nodes.Node]:
+    out: list[nodes.Node] = []
+    for i, name in enumerate(names):
+        if i:
+            out.append(nodes.Text(", "))
+        out.append(nodes.literal(text=name))
+    return out
 
 
 class RolesTable(SphinxDirective):
@@ -73,30 +58,36 @@ class RolesTable(SphinxDirective):
             )
         self.env.note_dependency(str(path))  # editing it rebuilds the page
         try:
-            roles, people = load(path)
+            model = iam.load(path)
         except (OSError, KeyError, TypeError, yaml.YAMLError) as err:
             raise self.error(f"roles-table: cannot read {path}: {err}") from err
-        person = people.get(self.arguments[0])
+        person = model.people.get(self.arguments[0])
         if person is None:
             raise self.error(f"roles-table: no person {self.arguments[0]!r} in {path}")
-        missing = ungranted(roles, person)
-        if missing:
-            raise self.error(
-                f"roles-table {person.name}: needed but granted by none of "
-                f"{person.roles}: {', '.join(missing)}"
-            )
+        problems = iam.problems(model, person)
+        if problems:
+            raise self.error(f"roles-table {person.name}: " + "; ".join(problems))
         rows = []
-        for role_id in person.roles:
-            role = roles[role_id]
+        for grant in person.grants:
+            role = model.roles[grant.role]
+            name = nodes.paragraph(text=role["title"])
             ident = nodes.paragraph()
-            ident += nodes.reference("", "", nodes.literal(text=role_id), refuri=role["source"])
-            used = sorted(p for p in role["permissions"] if p in person.needs)
+            ident += nodes.reference("", "", nodes.literal(text=grant.role), refuri=role["source"])
+            where = model.resources[grant.at]
+            place = nodes.paragraph(text=f"{where['title']} ")
+            place += nodes.literal(text=where["example"])
+            used = sorted(model.permissions(grant.role) & iam.used_by(person, grant))
             grants = nodes.paragraph()
-            for i, permission in enumerate(used):
-                if i:
-                    grants += nodes.Text(", ")
-                grants += nodes.literal(text=permission)
-            rows.append(tables.row([nodes.paragraph(text=role["title"]), ident, grants]))
+            grants += _literals(used)
+            cells = [nodes.container("", name, ident), place, nodes.container("", grants)]
+            if grant.unused:
+                note = nodes.paragraph(text="Also: ")
+                note += _literals(list(grant.unused))
+                note += nodes.Text(f", unused: {grant.why}.")
+                cells[2] += note
+            elif grant.why:
+                cells[2] += nodes.paragraph(text=f"({grant.why}.)")
+            rows.append(tables.row(cells))
         table = tables.table(["roles-table"], person.title, HEADER, WIDTHS, rows)
         return [table]
 

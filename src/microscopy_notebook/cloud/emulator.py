@@ -156,6 +156,13 @@ class Emulator:
         assert self._front is not None, "start() the emulator first"
         return self._front.calls
 
+    @property
+    def policies(self) -> dict:
+        """``who -> iam.Policy``: that identity's calls are refused outside its grants, as Cloud
+        Storage would (`front.Front.policies`); remove the entry to stop checking."""
+        assert self._front is not None, "start() the emulator first"
+        return self._front.policies
+
     def endpoint_as(self, who: str) -> str:
         """An endpoint whose calls are recorded as ``who`` (the emulator checks no credentials)."""
         return f"{self.endpoint}/as/{who}"

@@ -15,10 +15,13 @@ It exists for three reasons, each a wire-level gap rather than a client problem:
   raises a metageneration; `preconditions.Preconditions` enforces them as Cloud Storage does.
 
 It also carries a fault table (`Faults`) so tests can make the storage misbehave on purpose, and
-records every call it serves (`Calls`: who, method, path, the bearer token sent), from which the
-tests derive the IAM permissions each person needs (`microscopy_notebook.cloud.permissions`). The
-emulator checks no credentials, so "who" is told by a path prefix: a client whose endpoint is
-``http://127.0.0.1:PORT/as/NAME`` is recorded as NAME (the prefix is removed before anything else).
+records every call it serves (`Calls`: who, method, path, the resource it acts on, the bearer
+token sent), from which the tests derive the IAM permissions each person needs on each resource
+(`microscopy_notebook.cloud.permissions`). The emulator checks no credentials, so "who" is told by
+a path prefix: a client whose endpoint is ``http://127.0.0.1:PORT/as/NAME`` is recorded as NAME
+(the prefix is removed before anything else). Cloud Storage checks IAM and the emulator does not:
+a test may give an identity a policy (`Front.policies`, an `iam.Policy` per name), and the front
+then refuses that identity's calls outside it with the 403 Cloud Storage would answer.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from microscopy_notebook.cloud import permissions
 from microscopy_notebook.cloud.preconditions import Preconditions
 
 _AS = re.compile(r"^/as/([A-Za-z0-9_-]+)(/.*)$")
@@ -117,6 +121,8 @@ class Call:
     method: str
     path: str
     bearer: str = ""  # the access token the client sent, if any: whose sign-in it used
+    resource: str = ""  # buckets/NAME or projects/ID (permissions.resource)
+    refused: bool = False  # outside the caller's policy: answered 403, as Cloud Storage would
 
 
 @dataclass
@@ -184,7 +190,13 @@ class _Handler(BaseHTTPRequestHandler):
             who, self.path = named.group(1), named.group(2)
         auth = self.headers.get("Authorization", "")
         bearer = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
-        self.server.calls.add(Call(who, self.command, self.path, bearer))
+        policy = self.server.policies.get(who)
+        refused = permissions.refusal(policy, self.command, self.path) if policy else None
+        resource = permissions.resource(self.path)
+        self.server.calls.add(Call(who, self.command, self.path, bearer, resource, bool(refused)))
+        if refused:  # Cloud Storage checks IAM; the emulator does not
+            self._answer(refused[0], [("Content-Type", "application/json")], refused[1])
+            return
         action = self.server.faults.take(self.command, self.path)
         if action == "reset":
             self.close_connection = True
@@ -284,6 +296,7 @@ class _FrontServer(ThreadingHTTPServer):
         scheme: str,
         ssl_context: ssl.SSLContext | None = None,
         calls: Calls | None = None,
+        policies: dict | None = None,
         preconditions: Preconditions | None = None,
     ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -291,6 +304,7 @@ class _FrontServer(ThreadingHTTPServer):
         self.preconditions = preconditions or Preconditions(backend)
         self.faults = faults
         self.calls = calls if calls is not None else Calls()
+        self.policies = policies if policies is not None else {}
         self.scheme = scheme
         self.public_host = f"127.0.0.1:{self.server_address[1]}"
         if ssl_context is not None:
@@ -311,12 +325,16 @@ class Front:
     def __init__(self, backend: tuple[str, int], ssl_context: ssl.SSLContext) -> None:
         self.faults = Faults()
         self.calls = Calls()
-        checks = Preconditions(backend)  # one count of metagenerations for both listeners
+        self.policies: dict = {}  # who -> iam.Policy: that identity's calls are checked
+        shared = {
+            "calls": self.calls,
+            "policies": self.policies,
+            # one count of metagenerations for both listeners
+            "preconditions": Preconditions(backend),
+        }
         self._servers = [
-            _FrontServer(backend, self.faults, "http", calls=self.calls, preconditions=checks),
-            _FrontServer(
-                backend, self.faults, "https", ssl_context, calls=self.calls, preconditions=checks
-            ),
+            _FrontServer(backend, self.faults, "http", **shared),
+            _FrontServer(backend, self.faults, "https", ssl_context, **shared),
         ]
         self._threads = [
             threading.Thread(target=s.serve_forever, daemon=True) for s in self._servers
