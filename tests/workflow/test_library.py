@@ -309,17 +309,20 @@ def test_names_without_a_place_in_a_folder_are_refused_and_others_are_not(tmp_pa
     assert "1025 bytes" in locations.preview_place(bucket, "g" * (1024 - len("out/.png") + 1))
 
 
-def test_a_dead_run_s_locks_go_and_a_live_run_is_refused(tmp_path: Path) -> None:
+def test_a_dead_run_s_locks_go_and_a_live_run_s_stay(tmp_path: Path) -> None:
     work, smk = tmp_path / "results" / "thumbnail-job", tmp_path / ".snakemake"
     (smk / "locks").mkdir(parents=True)
-    (smk / "locks" / "0.output.lock").write_text("results/thumbnail-job/batches/1.json\n")
+    (smk / "locks" / "0.output.lock").write_text("results/thumbnail-job/batches/dead.json\n")
     (smk / "locks" / "1.output.lock").write_text("elsewhere/other-workflow.txt\n")
-    holder = subprocess.Popen(  # a live run: holds the lock until it reads a line
+    holder = subprocess.Popen(  # a live run working on batch "live": alive until it reads a line
         [
             sys.executable,
             "-c",
             "import sys; from pathlib import Path; from thumbnails import runlock; "
-            f"runlock.hold(Path({str(work)!r}), Path({str(smk)!r}), 'results/thumbnail-job'); "
+            f"work, smk = Path({str(work)!r}), Path({str(smk)!r}); runlock.join(work); "
+            "runlock.hold(work, smk, 'results/thumbnail-job', ['live']); "
+            "(smk / 'locks' / '2.output.lock')"
+            ".write_text('results/thumbnail-job/batches/live.json'); "
             "print('held', flush=True); sys.stdin.readline()",
         ],
         stdin=subprocess.PIPE,
@@ -329,14 +332,18 @@ def test_a_dead_run_s_locks_go_and_a_live_run_is_refused(tmp_path: Path) -> None
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        assert sorted(p.name for p in (smk / "locks").iterdir()) == ["1.output.lock"]  # its own
-        with pytest.raises(runlock.Busy, match=f"process {holder.pid}"):
-            runlock.hold(work, smk, "results/thumbnail-job")
+        locks = sorted(p.name for p in (smk / "locks").iterdir())
+        assert locks == ["1.output.lock", "2.output.lock"]  # the dead run's went, no other
+        runlock.join(work)  # this process, another run in the same folder, on other files: fine
+        assert runlock.hold(work, smk, "results/thumbnail-job", ["other"]) == []
+        with pytest.raises(runlock.Busy, match=f"process {holder.pid},"):  # on the same: refused
+            runlock.hold(work, smk, "results/thumbnail-job", ["live"])
     finally:
         holder.communicate("\n", timeout=30)
-    # The holder is gone (however it ended): the lock is free again.
-    (smk / "locks" / "2.input.lock").write_text("results/thumbnail-job/manifests/1.json\n")
-    assert [p.name for p in runlock.hold(work, smk, "results/thumbnail-job")] == ["2.input.lock"]
+    # The holder is gone (however it ended): its lock is a dead run's now.
+    assert [p.name for p in runlock.hold(work, smk, "results/thumbnail-job", ["x"])] == [
+        "2.output.lock"
+    ]
 
 
 def test_redo_settings_and_versions() -> None:
