@@ -46,25 +46,29 @@ def run_figures(records: list[dict]) -> dict:
     }
 
 
-def recorded_batches(target: Location) -> list[str]:
-    """The batches whose record is in the output: one listing of the records' folder."""
-    folder = target.under(report.RECORDS)
-    return sorted(
-        b
-        for b in (
-            report.batch_of_record(f"{report.RECORDS}/{name}")
-            for name in store.list_names(folder, missing_ok=True)
-        )
-        if b is not None
-    )
+def report_folder(target: Location) -> tuple[list[str], list[str]]:
+    """The batches whose record is in the output, and the parts of appends a killed run left
+    (`PARTS`): one listing of the report's folder."""
+    batches, parts = [], []
+    folder = report.RECORDS.rpartition("/")[0]  # "report"
+    for name in store.list_names(target.under(folder), missing_ok=True):
+        batch = report.batch_of_record(f"{folder}/{name}")
+        if batch is not None:
+            batches.append(batch)
+        elif f"{folder}/{name}".startswith(f"{PARTS}/"):
+            parts.append(f"{folder}/{name}")
+    return sorted(batches), parts
 
 
-def merge_into_report(source: Location, target: Location, run: dict) -> dict:
+def merge_into_report(
+    source: Location, target: Location, run: dict, known: dict[str, dict] | None = None
+) -> dict:
     """Append the rows the report lacks from every record the summary does not hold yet, then
-    write the summary of the CSV; returns that summary."""
-    recorded = recorded_batches(target)
-    store.remove_parts(target, PARTS)  # those a killed run's append left behind
-    records: dict[str, dict] = {}  # read once, whatever the attempts
+    write the summary of the CSV; returns that summary. ``known``: records already read."""
+    recorded, parts = report_folder(target)
+    for part in parts:  # a killed run's; an append in flight whose part goes is made again
+        store.remove(target, part)
+    records: dict[str, dict] = dict(known or {})  # read once, whatever the attempts
     with store.locked(target, LOCK):
         for attempt in range(ATTEMPTS):
             if attempt:  # another run is at the same step: let it finish its write first
@@ -133,14 +137,15 @@ def write_report(
     mine = [store.read(target, report.record_name(b))[0] for b in plan.batches]
     if not any(mine) and not plan.pending:  # no batch finished: nothing to report
         return {"plan": plan.id, **run_figures([]), "skipped": plan.skipped, "repaired": 0}
+    known = {b: json.loads(r) for b, r in zip(plan.batches, mine, strict=True) if r}
     run = {
         "plan": plan.id,
-        **run_figures([json.loads(r) for r in mine if r]),
+        **run_figures(list(known.values())),
         "skipped": plan.skipped,
         "repaired": len(plan.pending),
     }
     try:
-        summary = merge_into_report(source, target, run)
+        summary = merge_into_report(source, target, run, known)
     except store.StoreError as exc:  # the message says what to do; a traceback would not
         raise SystemExit(f"the report was not written: {exc}") from None
     log = work / "logs" / "report" / f"{plan.id}.log"

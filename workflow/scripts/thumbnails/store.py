@@ -459,7 +459,7 @@ def append(
     since (another run appended): read it again and retry. In a bucket the append is a
     server-side compose of the object and a part object made for it (removed afterwards), under
     preconditions on both generations, so a run uploads what it adds, not the whole report. The
-    part is made in the folder ``parts`` (where `remove_parts` removes those a killed run left).
+    part is made in the folder ``parts``, where the report step removes those a killed run left.
     Either the whole append is there or none of it. A local file is rewritten aside and renamed
     into place; the caller holds `locked`."""
     if loc.scheme == "file":
@@ -507,7 +507,7 @@ def append(
                 timeout=TIMEOUT,
             )
             return True
-        except (PreconditionFailed, NotFound):  # (NotFound: its part removed by `remove_parts`)
+        except (PreconditionFailed, NotFound):  # NotFound: its part removed by another run
             return False
         finally:
             with contextlib.suppress(NotFound):  # made by this call: removed, whatever happened
@@ -529,27 +529,6 @@ def remove(loc: Location, name: str) -> None:
         pass
     except _storage_errors() as exc:
         raise _explain(exc, loc, f"remove {name} from") from exc
-
-
-def remove_parts(loc: Location, parts: str = "parts") -> int:
-    """Remove the part objects of appends in the folder ``parts`` (a killed run leaves its own
-    behind); each only as listed (a generation precondition). An append whose part goes this way
-    fails and is made again, so this is safe while other runs append. Returns how many."""
-    if loc.scheme == "file":
-        return 0
-    from google.api_core.exceptions import NotFound, PreconditionFailed
-
-    removed = 0
-    try:
-        for blob in client().list_blobs(
-            loc.bucket, prefix=f"{loc.key(parts)}/", retry=_retry(), timeout=TIMEOUT
-        ):
-            with contextlib.suppress(NotFound, PreconditionFailed):
-                blob.delete(if_generation_match=blob.generation, retry=_retry(), timeout=TIMEOUT)
-                removed += 1
-    except _storage_errors() as exc:
-        raise _explain(exc, loc, "clean up") from exc
-    return removed
 
 
 def _upload(
