@@ -33,6 +33,7 @@ def _install(session: nox.Session, *groups: str) -> None:
 def build_book(session: nox.Session, *args: str) -> None:
     """Build the book with the storage emulator up and the samples seeded; every notebook runs."""
     _use_images_gsutil(session)
+    _ensure_chromium(session)  # the build's screenshots of JupyterLab; the browser tests too
     session.run("python", "-m", "microscopy_notebook.book", *args)
     session.log(f"the site is at {BOOK_HTML / 'index.html'}")
 
@@ -89,7 +90,6 @@ def tests(session: nox.Session) -> None:
 def site(session: nox.Session) -> None:
     """Build the book, then run the site, browser, JupyterLab, download, link and publish tests."""
     _install(session, "test")
-    _ensure_chromium(session)  # tests/book/test_browser.py drives Debian's chromium
     build_book(session)  # the site tests read what the docs session would publish
     _pytest(session, SITE_TESTS)
 

@@ -52,6 +52,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}  # a phone held upright (an iPhone 12 to 15's CSS pixels)
 CONFIG = yaml.safe_load((book.BOOK / "_config.yml").read_text())
 CONTENT = "article.bd-article"  # the page's own content; the rest is the theme's
 # A gallery of previews, on any page: images in a .gallery block or a sphinx-design grid or card.
@@ -304,6 +305,83 @@ def test_page_works_and_is_accessible(browser: Browser, page_name: str, mode: st
 
         visit.clean()
         assert not browser.external, f"requests to other hosts: {browser.external}"
+    finally:
+        page.close()
+
+
+# What scrolls sideways: scrolled as far right as it goes, how far the page moved; and the
+# innermost elements of the article whose box or content reaches past the screen's right edge,
+# outside any box that scrolls on its own (a code block, a wide cell output).
+_SIDEWAYS_JS = """() => {
+    window.scrollTo(100000, window.scrollY);
+    const moved = window.scrollX;
+    window.scrollTo(0, window.scrollY);
+    const width = document.documentElement.clientWidth;
+    const scrolls = (e) =>
+        ["auto", "scroll", "hidden", "clip"].includes(getComputedStyle(e).overflowX);
+    const reach = (e) => {
+        const box = e.getBoundingClientRect();
+        return Math.max(box.right, scrolls(e) ? box.right : box.left + e.scrollWidth);
+    };
+    const scrollsItself = (e) => {
+        for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+            if (scrolls(a) && a.getBoundingClientRect().right <= width + 1) return true;
+        }
+        return false;
+    };
+    const wide = [...document.querySelectorAll("article.bd-article *")]
+        .filter((e) => reach(e) > width + 1 && !scrollsItself(e));
+    const culprits = wide
+        .filter((e) => !wide.some((other) => other !== e && e.contains(other)))
+        .slice(0, 6)
+        .map((e) => `<${e.tagName.toLowerCase()} class="${e.className}">`
+                    + ` ${e.textContent.trim().slice(0, 70)}`);
+    return {moved: moved, culprits: culprits};
+}"""
+
+
+def sideways(page: Page) -> dict:
+    """How far ``page`` scrolls sideways (0: not at all), and what sticks out."""
+    return page.evaluate(_SIDEWAYS_JS)
+
+
+@pytest.mark.parametrize("page_name", PAGES)
+def test_no_page_scrolls_sideways_on_a_phone(browser: Browser, page_name: str) -> None:
+    """At a phone's width, a page scrolls only up and down: long commands wrap or scroll in
+    their own box, inline code and links break, pictures and tables fit the column."""
+    visit = _open(browser, f"{page_name}.html")
+    page = visit.page
+    try:
+        page.set_viewport_size(PHONE)
+        page.wait_for_timeout(200)  # the theme lays the page out for the narrow screen
+        found = sideways(page)
+        assert found["moved"] == 0, (
+            f"{page_name} scrolls {found['moved']} px sideways at {PHONE['width']} px; "
+            f"sticking out: {found['culprits']}"
+        )
+        page.screenshot(path=_shot_name(page_name, "phone"), full_page=True)
+        visit.clean()
+    finally:
+        page.close()
+
+
+def test_a_page_that_scrolls_sideways_is_caught(browser: Browser) -> None:
+    """The phone check above, on a real page with one unbreakable line planted in its text."""
+    visit = _open(browser, "intro.html")
+    page = visit.page
+    try:
+        page.set_viewport_size(PHONE)
+        assert sideways(page)["moved"] == 0
+        page.evaluate(
+            """() => {
+                const p = document.createElement("p");
+                p.style.whiteSpace = "nowrap";
+                p.textContent = "gcloud storage cp ".repeat(40);
+                document.querySelector("article.bd-article section").appendChild(p);
+            }"""
+        )
+        found = sideways(page)
+        assert found["moved"] > 0 and any("gcloud storage cp" in c for c in found["culprits"])
     finally:
         page.close()
 

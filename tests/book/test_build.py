@@ -117,6 +117,39 @@ def test_a_failing_terminal_command_fails_the_build(tmp_path: Path) -> None:
     assert "no-such-file" in proc.stdout + proc.stderr
 
 
+FAILS_ON_PURPOSE = """# An error, quoted
+
+```{terminal}
+:exit: 2
+ls no-such-file
+```
+
+```{terminal}
+echo "the next block runs as usual"
+```
+"""
+
+
+@pytest.mark.slow
+def test_a_command_meant_to_fail_shows_its_error_and_must_fail(tmp_path: Path) -> None:
+    """`:exit: N`: the page shows the error the command printed, and the build goes on; a
+    command that does not fail with that status fails the build."""
+    (tmp_path / "fails").mkdir()
+    proc = _build(tmp_path / "fails", {"intro": FAILS_ON_PURPOSE})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    page = (tmp_path / "fails" / "book" / "_build" / "html" / "intro.html").read_text()
+    outputs = [o.split("</pre>")[0] for o in page.split("terminal-output")[1:]]
+    assert "No such file or directory" in outputs[0]
+    assert "the next block runs as usual" in outputs[1]
+
+    (tmp_path / "succeeds").mkdir()
+    proc = _build(
+        tmp_path / "succeeds", {"intro": FAILS_ON_PURPOSE.replace("ls no-such-file", "true")}
+    )
+    assert proc.returncode != 0
+    assert "the page expects exit status 2" in proc.stdout + proc.stderr
+
+
 @pytest.mark.slow
 def test_terminal_commands_run_again_only_when_they_or_their_files_change(tmp_path: Path) -> None:
     """As the notebooks' cache does: a rebuild with nothing changed runs no command; a changed

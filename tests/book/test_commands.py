@@ -5,12 +5,13 @@ against the seeded storage emulator, and shows what they printed
 (`microscopy_notebook.book.terminal`; a failing command fails the build, test_build.py).
 
 Blocks that need a person at a browser are ```` ```{code-block} bash ```` with
-``:class: needs-google-login``; they are checked offline: the caption says so on the page, and
-every flag they use exists in the installed CLI. Blocks with ``:class: needs-google-batch`` are
-Snakemake commands for Google Batch: every flag is in the ``snakemake --help`` of the environment
-with the Batch executor plugin, and their dry run plans the job. The first job's is also run, as
-the page has it, through the Google Batch stand-in of tests/workflow (as the thumbnail job's
-profile is in tests/workflow/test_googlebatch.py).
+``:class: needs-google-login``; they are checked offline: the caption says what the reader does
+("Run this in ..."), and every flag they use exists in the installed CLI. Blocks with
+``:class: needs-google-batch`` are Snakemake commands for Google Batch: every flag is in the
+``snakemake --help`` of the environment with the Batch executor plugin, and their dry run plans
+the job. The first job's is also run, as the page has it, through the Google Batch stand-in of
+tests/workflow (as the thumbnail job's profile is in tests/workflow/test_googlebatch.py). The
+page "How this guide stays true" lists every such block (`microscopy_notebook.book.unrun`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ CHAPTERS = sorted((ROOT / "book").glob("chapters/*.md")) + [ROOT / "book" / "int
 LOGIN_CLASS = "needs-google-login"
 BATCH_CLASS = "needs-google-batch"  # checked: flags in the Batch venv's snakemake, and a dry run
 ENGINE_CLASS = "needs-container-engine"  # checked: each line is a session of our noxfile
+SESSION_CLASS = "needs-your-session"  # a reader's placeholder (%pip install PACKAGE): a real magic
+# Quoted tool messages (```{code-block} text```): provoked by tests/book/test_messages.py, where
+# each is found by its :name:, or quoted from a source a `% source:` comment beside it names.
+MESSAGE_CLASS = "tool-message"
+QUOTED_CLASS = "tool-message-quoted"
 # Directives that may appear in chapters. Code a reader sees is either run by the build
 # (terminal), checked here (the classes above), or included from a tested file (literalinclude).
 ALLOWED_DIRECTIVES = {
@@ -66,8 +72,11 @@ ALLOWED_DIRECTIVES = {
     "{image}",
     "{admonition}",
     "{nb-exec-table}",  # a table the build fills in; no code
-    "{roles-table}",
-}  # the roles a person needs, from iam.yaml; no code
+    "{roles-table}",  # the roles a person needs, from iam.yaml; no code
+    "{screenshot}",  # a picture the build takes of JupyterLab; no code
+    "{glossary}",
+    "{unrun-commands}",  # the list of the blocks this file checks; no code
+}
 
 
 @dataclass
@@ -92,7 +101,9 @@ def blocks(page: Path) -> list[Block]:
                 options[match.group(1)] = match.group(2)
             else:
                 body.append(line)
-        found.append(Block(page, token.map[0] + 1, info, options, "\n".join(body).strip()))
+        # A line that ends in a backslash goes on in the next, as in the reader's shell.
+        code = re.sub(r"\\\n\s*", "", "\n".join(body).strip())
+        found.append(Block(page, token.map[0] + 1, info, options, code))
     # MyST's ::: fences are not commonmark fences; they only hold prose admonitions here.
     return found
 
@@ -108,6 +119,13 @@ def test_chapters_show_no_untested_code() -> None:
                 LOGIN_CLASS,
                 ENGINE_CLASS,
                 BATCH_CLASS,
+            ):
+                continue
+            if block.info == "{code-block} ipython" and block.options.get("class") == SESSION_CLASS:
+                continue
+            if block.info == "{code-block} text" and block.options.get("class") in (
+                MESSAGE_CLASS,
+                QUOTED_CLASS,
             ):
                 continue
             directive = block.info.split(maxsplit=1)[0] if block.info else ""  # not its argument
@@ -135,8 +153,8 @@ def test_there_are_login_blocks_to_check() -> None:
 
 @pytest.mark.parametrize("block", LOGIN_BLOCKS, ids=lambda b: f"{_id(b.page)}:{b.line}")
 def test_login_blocks_are_marked_and_their_flags_exist(block: Block, tmp_path: Path) -> None:
-    assert "Needs a live Google sign-in" in block.options.get("caption", ""), (
-        f"{_id(block.page)}:{block.line}: a block that needs a browser must say so in its caption"
+    assert block.options.get("caption", "").startswith("Run this"), (
+        f"{_id(block.page)}:{block.line}: the caption says what the reader does: 'Run this in ...'"
     )
     for line in block.code.splitlines():
         words = shlex.split(line)
@@ -188,7 +206,7 @@ def _nox_sessions() -> set[str]:
 
 @pytest.mark.parametrize("block", ENGINE_BLOCKS, ids=lambda b: f"{_id(b.page)}:{b.line}")
 def test_engine_blocks_are_marked_and_name_real_sessions(block: Block) -> None:
-    assert "Needs a container engine" in block.options.get("caption", "")
+    assert block.options.get("caption", "").startswith("Run this"), block.options
     for line in block.code.splitlines():
         match = re.fullmatch(r"(?:python3 -m )?nox -s (\w+)(?: -- .*)?", line.strip())
         assert match, f"{line!r}: only `nox -s SESSION` lines may stand unrun here"
@@ -213,7 +231,7 @@ LAUNCHER = "python workflow/googlebatch.py"  # its lines are rehearsed in test_g
 def test_launcher_blocks_flags_exist(block: Block, batch_python: str) -> None:
     """`python workflow/googlebatch.py ...`: its own flags and Snakemake's; the commands
     themselves are run, as the page has them, by tests/workflow/test_googlebatch.py."""
-    assert "rehearsed offline" in block.options.get("caption", "")
+    assert block.options.get("caption", "").startswith("Run this"), block.options
     launcher = str(ROOT / "workflow" / "googlebatch.py")
     words = shlex.split(block.code)[2:]
     sub = ["watch"] if words[:1] == ["watch"] else []
@@ -235,7 +253,7 @@ def test_launcher_blocks_flags_exist(block: Block, batch_python: str) -> None:
 def test_batch_blocks_flags_exist_and_dry_run_plans(
     block: Block, batch_python: str, gcs, storage_env: dict, tmp_path: Path
 ) -> None:
-    assert "checked offline" in block.options.get("caption", "")
+    assert block.options.get("caption", "").startswith("Run this"), block.options
     assert block.code.startswith("snakemake "), "only snakemake commands may stand unrun here"
     usage = subprocess.run(
         [batch_python, "-m", "snakemake", "--help"], capture_output=True, text=True, timeout=120
@@ -368,3 +386,44 @@ def test_first_jobs_batch_command_runs_in_the_image_and_makes_the_local_runs_pic
 def terminal_path(env: dict) -> str:
     """PATH as the build's terminal blocks have it: this interpreter's environment first."""
     return f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+
+
+SESSION_BLOCKS = [b for p in CHAPTERS for b in blocks(p) if b.options.get("class") == SESSION_CLASS]
+
+
+@pytest.mark.parametrize("block", SESSION_BLOCKS, ids=lambda b: f"{_id(b.page)}:{b.line}")
+def test_session_blocks_are_magics_ipython_has(block: Block) -> None:
+    """A cell a reader types with their own package name: each line is a line magic of IPython."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    assert block.options.get("caption", "").startswith("Run this"), block.options
+    magics = InteractiveShell.instance().magics_manager.magics["line"]
+    for line in block.code.splitlines():
+        name = line.split()[0].removeprefix("%")
+        assert line.startswith("%") and name in magics, f"{line!r}: not a line magic of IPython"
+
+
+MESSAGE_BLOCKS = [
+    b
+    for p in CHAPTERS
+    for b in blocks(p)
+    if b.options.get("class") in (MESSAGE_CLASS, QUOTED_CLASS)
+]
+
+
+def test_every_quoted_message_is_provoked_or_carries_its_source() -> None:
+    from tests.book.test_messages import PROVOKED
+
+    assert MESSAGE_BLOCKS, "no quoted message to check"
+    for block in MESSAGE_BLOCKS:
+        where = f"{_id(block.page)}:{block.line}"
+        if block.options["class"] == MESSAGE_CLASS:
+            assert block.options.get("name") in PROVOKED, (
+                f"{where}: a tool-message block needs a :name: that test_messages.py provokes"
+            )
+        else:
+            lines = block.page.read_text().splitlines()
+            near = lines[max(0, block.line - 4) : block.line + len(block.code.splitlines()) + 4]
+            assert any(line.startswith("% source:") for line in near), (
+                f"{where}: a quoted message needs its `% source:` beside it"
+            )

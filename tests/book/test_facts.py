@@ -46,10 +46,7 @@ def test_hyperspy_api_nogui_is_gone_and_api_imports() -> None:
     assert (major, minor) >= (2, 1)
     assert importlib.util.find_spec("hyperspy.api_nogui") is None
     assert importlib.util.find_spec("hyperspy.api") is not None
-    assert (
-        "HyperSpy 2.1.0 then removed `api_nogui`"
-        in (BOOK / "chapters" / "migration.md").read_text()
-    )
+    assert "2.1.0 removed `api_nogui`" in (BOOK / "chapters" / "migration.md").read_text()
 
 
 def test_every_dated_fact_carries_its_source() -> None:
@@ -60,10 +57,10 @@ def test_every_dated_fact_carries_its_source() -> None:
         ("image.md", "until March 2027", "https://cloud.google.com/storage/docs/gsutil"),
         (
             "migration.md",
-            "Ubuntu 24.04 still ships it",
+            "its own manual page says",
             "https://manpages.ubuntu.com/manpages/noble/man8/apt-key.8.html",
         ),
-        ("migration.md", "HyperSpy 2.1.0", "https://github.com/hyperspy/hyperspy/blob/"),
+        ("migration.md", "HyperSpy 1.3", "https://github.com/hyperspy/hyperspy/blob/"),
         (
             "migration.md",
             "in July 2025",

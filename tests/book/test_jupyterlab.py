@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import jupytext
 import nbgitpuller.handlers
@@ -54,6 +54,12 @@ ALLOWED = {
     r"\.hyperspy/hyperspyrc": "HyperSpy writes its settings file at its first import",
     # JupyterLab checkpoints a file when it opens it (File > Revert to Checkpoint).
     rf"{REPO_NAME}/book/notebooks/\.ipynb_checkpoints/[^/]+-checkpoint\.md": "JupyterLab",
+    # The thumbnail tutorial runs the job from the repository root, as its page says a reader
+    # does in a terminal: the job's plans and logs, and Snakemake's records of its runs.
+    rf"{REPO_NAME}/results/thumbnail-job/.*": "the thumbnail job's plans, run records and logs",
+    rf"{REPO_NAME}/\.snakemake/.*": "Snakemake's log, locks and metadata",
+    # The thumbnail tutorial imports its helper from beside it (book/notebooks/commands.py).
+    rf"{REPO_NAME}/book/notebooks/__pycache__/commands\.[^/]+\.pyc": "Python's bytecode cache",
     # Python caches the bytecode of the job's library when Snakemake imports it from the clone.
     rf"{REPO_NAME}/workflow/(scripts/)?(.+/)?__pycache__/[^/]+\.pyc": "Python's bytecode cache",
 }
@@ -142,18 +148,11 @@ def _nbgitpuller_parameters() -> set[str]:
 def _launch(visit: Visit, lab: Lab, origin: Path, notebook: str) -> str:
     """Follow the page's launch link as the hub would, to this lab; return the URL it lands on.
 
-    The hub's /hub/user-redirect/git-pull sends the reader to /user/<name>/git-pull with the same
-    query; this lab is that user server, at /. Only `repo` changes: the checkout's bare copy.
+    Only `repo` changes: the checkout's bare copy.
     """
     query = {k: v[0] for k, v in parse_qs(urlsplit(_launch_url(notebook)).query).items()}
     query["repo"] = origin.as_uri()
-    visit.page.goto(lab.link(f"git-pull?{urlencode(query)}"))
-    # nbgitpuller's page streams the git output, then sends the browser on to `urlpath`.
-    visit.page.wait_for_url(re.compile(rf"/{re.escape(query['urlpath'])}(\?|$)"), timeout=120_000)
-    # The tutorial opens and starts its kernel; closing the page before the kernel is up would
-    # leave a half-made session that hangs the next opening of the file.
-    lab.wait_for_kernel(query["urlpath"].removeprefix("lab/tree/"), visit.page)
-    return visit.page.url
+    return jupyterlab.launch(visit.page, lab, query)
 
 
 @dataclass

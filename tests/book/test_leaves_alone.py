@@ -101,7 +101,7 @@ def _run_chapter(page: Path, tmp_path: Path, replace: dict[str, str]) -> termina
     found = terminal.blocks(text)
     cwd = terminal.scratch(page, found)
     try:
-        result = terminal.run([b.code for b in found], cwd)
+        result = terminal.run([b.runnable for b in found], cwd)
     finally:
         shutil.rmtree(cwd, ignore_errors=True)
     if not result.ok:

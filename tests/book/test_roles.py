@@ -234,7 +234,7 @@ def test_a_chapters_commands_run_with_exactly_its_persons_grants(page: Path) -> 
         as_person(emu, person.name)
         cwd = terminal.scratch(page, found)
         try:
-            result = terminal.run([b.code for b in found], cwd)
+            result = terminal.run([b.runnable for b in found], cwd)
         finally:
             shutil.rmtree(cwd, ignore_errors=True)
         assert result.ok, result.outputs[result.failed or 0][-2000:]

@@ -22,8 +22,9 @@ def test_the_image_provides_everything_the_book_and_the_job_import(source: Path)
     text = source.read_text()
     code = imports.code_cells(text) if source.suffix == ".md" else [text]
     # The job imports its own modules and packages by their top-level name (the Snakefile puts
-    # workflow/scripts on sys.path), at any depth; notebooks import nothing of their own.
-    local = imports.local_names(SCRIPTS) if source.suffix == ".py" else set()
+    # workflow/scripts on sys.path), at any depth; a notebook only the helpers beside it
+    # (book/notebooks/commands.py), in the folder its kernel starts in.
+    local = imports.local_names(SCRIPTS if source.suffix == ".py" else BOOK / "notebooks")
     names = [name for cell in code for name in imports.imports(cell)]
     assert not imports.unprovided(names, local, MODULES), (
         "imported but not in image/packages.txt (or not mapped in "

@@ -166,6 +166,7 @@ def buckets(gcs) -> Buckets:
 def page_commands(marker: str) -> list[str]:
     """The googlebatch.py commands of chapters/google-batch.md that contain ``marker``."""
     text = (ROOT / "book" / "chapters" / "google-batch.md").read_text()
+    text = re.sub(r"\\\n\s*", "", text)  # a line ending in a backslash goes on in the next
     return [
         line
         for line in text.splitlines()

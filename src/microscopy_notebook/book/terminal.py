@@ -17,7 +17,9 @@ Like the notebooks (``execute_notebooks: cache``), a page's commands run again w
 or a file the first block copies does (`inputs_key`): a rebuild with nothing changed runs none,
 and a clean build (``nox -s publish``, CI) runs them all.
 
-A failing command is an error of the build, which ``-W`` turns into a failed build; so is a path
+A failing command is an error of the build, which ``-W`` turns into a failed build (a block
+marked ``:exit: N`` shows a command that fails on purpose, as a troubleshooting page quotes an
+error as the tool prints it: it must fail, with that status); so is a path
 of the build machine (the checkout, the home folder, a temporary folder) in what a command
 printed. Two paths are rewritten: the scratch folder's own, shown as ``.`` (it is the folder the
 reader runs the commands in), and the folder of the build's Python environment, left out (Snakemake
@@ -61,6 +63,23 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 class Block:
     options: dict[str, str]
     code: str
+
+    @property
+    def runnable(self) -> str:
+        """The code as the page's script runs it. A block with ``:exit: N`` shows a command that
+        fails on purpose (a troubleshooting page quotes the error it prints): it must end with
+        exit status N, and the next block runs as usual."""
+        status = int(self.options.get("exit", 0))
+        if status == 0:
+            return self.code
+        return (
+            "set +e\n"
+            f"( set -e\n{self.code}\n)\n"
+            "__terminal_status=$?\n"
+            "set -e\n"
+            f'[ "$__terminal_status" -eq {status} ] || {{ echo "the page expects exit status '
+            f'{status}; the command exited with $__terminal_status"; exit 1; }}'
+        )
 
 
 def blocks(text: str) -> list[Block]:
@@ -181,7 +200,11 @@ class Terminal(SphinxDirective):
     has_content = True
     # Read from the page's source: `scratch` copies, and `:image: FILE` shows FILE, as the
     # commands left it in the scratch folder, under what they printed.
-    option_spec = {"copy": directives.unchanged, "image": directives.unchanged}
+    option_spec = {
+        "copy": directives.unchanged,
+        "image": directives.unchanged,
+        "exit": directives.nonnegative_int,
+    }
 
     def run(self) -> list[nodes.Node]:
         data = self.env.temp_data
@@ -191,7 +214,7 @@ class Terminal(SphinxDirective):
             cwd = scratch(source, found)
             images = {}
             try:
-                result = run([b.code for b in found], cwd)
+                result = run([b.runnable for b in found], cwd)
                 for i, block in enumerate(found):
                     if "image" in block.options and (cwd / block.options["image"]).is_file():
                         images[i] = (cwd / block.options["image"]).read_bytes()
