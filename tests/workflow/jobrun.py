@@ -1,5 +1,6 @@
 """Helpers for the thumbnail job's tests (the test_*.py files beside this one): run Snakemake as
-users do, snapshot objects, and check that no source object is ever changed by a run."""
+users do, snapshot objects, check that no source object is ever changed by a run and that the
+report says each file once, in agreement with its summary."""
 
 from __future__ import annotations
 
@@ -41,10 +42,11 @@ def snakemake(
     env: dict | None = None,
     python: str = sys.executable,
     timeout: float = 600,
+    snakefile: Path = SNAKEFILE,
 ) -> subprocess.CompletedProcess:
     """Snakemake on the thumbnail job, as users run it (``env``: default, this process's)."""
     run = subprocess.run(
-        command(*args, python=python),
+        command(*args, python=python, snakefile=snakefile),
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -96,7 +98,11 @@ def png_size(data: bytes) -> tuple[int, int]:
     return img.size
 
 
-REPORT_FILES = re.compile(r"^(report\.json|report\.csv|report/batches/[0-9a-f]{16}\.json)$")
+# The report; and the piece of an append to it that a run killed in its report step leaves (the
+# next run's report step removes it).
+REPORT_FILES = re.compile(
+    r"^(report\.json|report\.csv|report/batches/[0-9a-f]{16}\.json|report/parts/[0-9a-f]{32})$"
+)
 
 
 def check_previews(gcs, bucket: str, prefix: str) -> dict[str, bytes]:
@@ -199,3 +205,135 @@ def write_4d_emd(path: Path, data) -> None:
             "metadata": {"General": {"title": "4D-STEM scan"}, "Signal": {}},
         },
     )
+
+
+def seed_copies(gcs, bucket: str, copies: int) -> list[str]:
+    """The samples ``copies`` times under raw/c<i>/; returns the previewable names (relative)."""
+    from microscopy_notebook.cloud import samples
+
+    for i in range(copies):
+        samples.seed(bucket, f"raw/c{i}/", gcs)
+    good = [s.name for s in samples.SAMPLES if not s.name.endswith(".emi")]
+    return sorted(f"c{i}/{name}" for i in range(copies) for name in good)
+
+
+def wait_until(check, job: Background, what: str, timeout: float = 300) -> None:
+    """Wait for ``check()`` to hold while ``job`` runs (a state, never a duration: the timeout
+    only ends a test that would otherwise hang)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert job.proc.poll() is None, f"the run ended before {what}:\n{job.output()}"
+        assert time.monotonic() < deadline, f"no {what} in {timeout} s"
+        time.sleep(0.05)
+
+
+def alive_in_group(pgid: int, timeout: float = 10) -> list[int]:
+    """Processes of a process group that are still running (not zombies) after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive.append(int(stat.parent.name))
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def exact_report(summary: dict, csv_text: str, once: bool = True) -> dict[str, dict]:
+    """The report's rows by file, after checking that ``report.csv`` and its summary
+    ``report.json`` agree: the summary counts the CSV's rows and each file's last row (files, ok,
+    failed, kept), and (``once``) no file has more than one row. Returns each file's last row."""
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    names = [r["name"] for r in rows]
+    if once:
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        assert not duplicated, f"{len(rows)} rows for {len(set(names))} files: {duplicated[:5]}"
+    last = {r["name"]: r for r in rows}
+    failed = sum(1 for r in last.values() if r["ok"] != "True")
+    assert summary["summary"] == {"files": len(last), "ok": len(last) - failed, "failed": failed}
+    assert summary["csv_rows"] == len(rows)
+    assert summary["kept"] == sorted(n for n, r in last.items() if "was kept" in r["shown"])
+    return last
+
+
+def bucket_report(gcs, bucket: str, prefix: str, once: bool = True) -> tuple[dict, dict]:
+    """`exact_report` of a report in a bucket: (summary, each file's last row)."""
+    summary = json.loads(gcs.bucket(bucket).blob(f"{prefix}report.json").download_as_bytes())
+    text = gcs.bucket(bucket).blob(f"{prefix}report.csv").download_as_text()
+    return summary, exact_report(summary, text, once)
+
+
+def folder_report(folder: Path, once: bool = True) -> tuple[dict, dict]:
+    """`exact_report` of a report in a local folder: (summary, each file's last row)."""
+    summary = json.loads((folder / "report.json").read_text())
+    return summary, exact_report(summary, (folder / "report.csv").read_text(), once)
+
+
+class MemoryLimit:
+    """A child memory cgroup of this process's own (cgroup v1's memory controller, or v2), with
+    a hard limit and no swap: a process moved into it that allocates more than ``limit`` bytes
+    is ended by the kernel's OOM killer, as in a Batch task's container. `available` says
+    whether this machine lets the tests make one."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.path: Path | None = None
+
+    @staticmethod
+    def _parent() -> tuple[Path, int] | None:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, where = line.split(":", 2)
+            if "memory" in controllers.split(","):
+                return Path("/sys/fs/cgroup/memory") / where.lstrip("/"), 1
+            if controllers == "" and Path("/sys/fs/cgroup/cgroup.controllers").exists():
+                return Path("/sys/fs/cgroup") / where.lstrip("/"), 2
+        return None
+
+    @classmethod
+    def available(cls) -> bool:
+        found = cls._parent()
+        return found is not None and os.access(found[0], os.W_OK)
+
+    def __enter__(self) -> MemoryLimit:
+        parent, version = self._parent()
+        self.version = version
+        self.path = parent / f"mnb-test-{uuid.uuid4().hex[:8]}"
+        self.path.mkdir()
+        if version == 1:
+            (self.path / "memory.limit_in_bytes").write_text(str(self.limit))
+        else:
+            (self.path / "memory.max").write_text(str(self.limit))
+            with contextlib.suppress(OSError):
+                (self.path / "memory.swap.max").write_text("0")
+        return self
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def oom_kills(self) -> int:
+        name = "memory.oom_control" if self.version == 1 else "memory.events"
+        for line in (self.path / name).read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+        return 0
+
+    def __exit__(self, *exc: object) -> None:
+        deadline = time.monotonic() + 30
+        while (self.path / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.path.rmdir()
+
+
+def processes_running(fragment: str) -> list[int]:
+    """The processes whose command line holds ``fragment``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if fragment in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                found.append(int(cmdline.parent.name))
+    return found

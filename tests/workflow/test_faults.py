@@ -10,7 +10,9 @@ only whole objects, and the next run must finish the job. No source object ever 
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import time
 from pathlib import Path
@@ -22,14 +24,19 @@ from microscopy_notebook.cloud import samples
 from tests.workflow.jobrun import (
     LOCAL,
     Background,
+    alive_in_group,
+    bucket_report,
     check_previews,
+    folder_report,
     new_bucket,
     objects,
     report_of,
+    seed_copies,
     snakemake,
     sources_unchanged,
     summary,
     wait_all,
+    wait_until,
 )
 from thumbnails import store
 from thumbnails.locations import parse_location
@@ -51,23 +58,6 @@ def is_upload(method: str, path: str) -> bool:
     return method in ("POST", "PUT") and "/upload/" in path
 
 
-def alive_in_group(pgid: int, timeout: float = 10) -> list[int]:
-    """Processes of a process group that are still running (not zombies) after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                alive.append(int(stat.parent.name))
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.1)
-
-
 def wait_for_previews(
     gcs, bucket: str, prefix: str, at_least: int, job: Background, timeout: float = 120
 ) -> int:
@@ -79,13 +69,6 @@ def wait_for_previews(
             return n
         time.sleep(0.05)
     raise AssertionError(f"no {at_least} previews under gs://{bucket}/{prefix} in {timeout} s")
-
-
-def seed_copies(gcs, bucket: str, copies: int) -> list[str]:
-    """The samples ``copies`` times under raw/c<i>/; returns the previewable names (relative)."""
-    for i in range(copies):
-        samples.seed(bucket, f"raw/c{i}/", gcs)
-    return sorted(f"c{i}/{name}" for i in range(copies) for name in GOOD)
 
 
 # -- transient errors and a lost answer ----------------------------------------------------------
@@ -113,7 +96,7 @@ def test_a_lost_upload_answer_is_checked_then_taken_as_done(
         1,
         png,
     )
-    assert blob.metadata == {store.BATCH_KEY: "1" * 16}  # and known as this job's
+    assert blob.metadata[store.BATCH_KEY] == "1" * 16  # and known as this job's
     assert not render_batch.write(target, "eds/example1.msa", b"other bytes", "1" * 16)  # kept
     assert objects(gcs, bucket) == {blob.name: (blob.generation, blob.md5_hash, blob.crc32c)}
 
@@ -252,49 +235,158 @@ def test_unreachable_storage_is_a_clear_error_within_a_minute(
 
 
 # -- killed halfway ------------------------------------------------------------------------------
+def pngs(gcs, bucket: str) -> list[str]:
+    return [b.name for b in gcs.list_blobs(bucket, prefix="previews/") if b.name.endswith(".png")]
+
+
+def is_listing_of(bucket: str, prefix: str):
+    return lambda m, p: m == "GET" and f"/b/{bucket}/o?" in p and f"prefix={prefix}" in p
+
+
+def is_download_of(bucket: str, name: str):
+    quoted = name.replace("/", "%2F")
+    return lambda m, p: m == "GET" and "alt=media" in p and f"/b/{bucket}/o/{quoted}?" in p
+
+
+def is_part_removal(bucket: str):
+    """The last call of a CSV append: the part object's removal, after the compose."""
+    return lambda m, p: m == "DELETE" and f"/b/{bucket}/o/previews%2Freport%2Fparts%2F" in p
+
+
+def held_flock_waiters(path: Path) -> int:
+    """How many processes wait for an flock on ``path`` (/proc/locks lists waiters with ->)."""
+    inode = path.stat().st_ino
+    waiting = 0
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and "FLOCK" in fields:
+            device_inode = fields[fields.index("->") + 5]
+            waiting += int(device_inode.rsplit(":", 1)[1]) == inode
+    return waiting
+
+
 @pytest.mark.slow
-def test_a_killed_run_leaves_whole_objects_and_the_rerun_finishes(
-    gcs, storage_env, tmp_path: Path
+@pytest.mark.parametrize("step", ["planning", "rendering", "report"])
+def test_a_run_killed_at_any_step_blocks_nothing_and_the_next_completes_it(
+    emulator, gcs, storage_env, tmp_path: Path, step: str
 ) -> None:
+    """SIGKILL of the whole run while it plans (its listing of the input held up), while it renders
+    (a download held up half-way through the batch) or in its report step (after its CSV append,
+    before its summary: the part object's removal held up). The same command again, in the same
+    folder, completes the work and the report: no `--unlock`, no file reported twice, report.json
+    and report.csv agree, no preview rewritten. While the rendering run was alive, a second run in
+    its folder, on the same files, was refused and changed nothing."""
     bucket = new_bucket(gcs, "killed")
-    names = seed_copies(gcs, bucket, 5)  # 45 files in one batch: the kill lands mid-batch
+    names = seed_copies(gcs, bucket, 2)  # 18 files
     config = [
         "--config",
         f"input=gs://{bucket}/raw",
         f"output=gs://{bucket}/previews",
         "batch_size=100",
     ]
+    again = ["--profile", str(LOCAL), "--cores", "1", *config]
+    if step == "report":  # a report to append to: the first half, done before
+        first = snakemake(tmp_path, *again, "max_files=9", env=storage_env)
+        assert first.returncode == 0
+    hold = {
+        "planning": is_listing_of(bucket, "raw"),
+        "rendering": is_download_of(bucket, f"raw/{names[12]}"),
+        "report": is_part_removal(bucket),
+    }[step]
     with sources_unchanged(gcs, bucket, "raw/"):
-        job = Background(
-            tmp_path, "--profile", str(LOCAL), "--cores", "1", *config, env=storage_env
-        )
+        # Held up, each retry too (after this test's own listing of the input).
+        held = emulator.faults.add(hold, "delay:600", times=10**6)
+        job = Background(tmp_path, *again, env=storage_env)
         try:
-            wait_for_previews(gcs, bucket, "previews/", 3, job)
+            wait_until(lambda: held.hits >= 1, job, f"the run held up in its {step} step")
+            if step == "rendering":  # the batch waits for its 13th file: 12 previews come
+                wait_until(lambda: len(pngs(gcs, bucket)) == 12, job, "12 previews")
+            # Stopped where it is, before its storage client gives up on the held call: alive
+            # (it holds its locks) but not moving, whatever the machine's load.
+            os.killpg(job.proc.pid, signal.SIGSTOP)
+            if step == "rendering":  # a live run on the same files: this one is refused, safely
+                busy = snakemake(tmp_path, *again, env=storage_env)
+                assert busy.returncode != 0
+                assert "Another run of the thumbnail job in this folder is working on the same" in (
+                    busy.stderr
+                )
+                assert f"process {job.proc.pid}," in busy.stderr
+                assert "Traceback" not in busy.stdout + busy.stderr
+            before = objects(gcs, bucket, "previews/")
         finally:
             job.kill_group()
         assert not alive_in_group(job.proc.pid)  # nothing of the run is left running
-        time.sleep(1)  # anything still in flight at the server lands now, or never
         # What the bucket shows after the kill: only whole previews, each matching its stored
-        # md5; no report yet, no temporary or partial object.
+        # md5; no temporary or partial object.
         made = check_previews(gcs, bucket, "previews/")
-        print(f"killed with {len(made)} of {len(names)} previews written")
-        assert 3 <= len(made) < len(names)
-        assert set(made) <= {f"{name}.png" for name in names}
-        assert gcs.bucket(bucket).get_blob("previews/report.json") is None
-        before = objects(gcs, bucket, "previews/")
-
-        # The same command again, in the same folder: Snakemake finds the killed run's lock and
-        # says how to remove it; once removed, the run redoes the batch that was cut short.
-        again = ["--profile", str(LOCAL), "--cores", "1", *config]
-        locked = snakemake(tmp_path, *again, env=storage_env)
-        assert locked.returncode != 0
-        assert "Directory cannot be locked" in locked.stderr and "--unlock" in locked.stderr
-        assert "Traceback" not in locked.stdout + locked.stderr
-        assert snakemake(tmp_path, *again, "--unlock", env=storage_env).returncode == 0
-        rerun = snakemake(tmp_path, *again, env=storage_env)
+        print(f"killed in {step} with {len(made)} of {len(names)} previews written")
+        if step == "rendering":
+            assert len(made) == 12
+        emulator.faults.clear()
+        # Snakemake's locks of the killed run, once it had got as far as taking them
+        assert bool(list((tmp_path / ".snakemake").glob("locks/*.lock"))) == (step != "planning")
+        rerun = snakemake(tmp_path, *again, env=storage_env)  # no --unlock
     assert rerun.returncode == 0
-    assert summary(rerun.stderr).startswith(f"thumbnail job: all {len(names)} done")
+    assert "removed .snakemake/locks/" in rerun.stderr or step == "planning"
     after = objects(gcs, bucket, "previews/")
-    assert {k: v for k, v in after.items() if k in before} == before  # none rewritten
+    previews = {k: v for k, v in before.items() if k.endswith(".png")}
+    assert {k: v for k, v in after.items() if k in previews} == previews  # none rewritten
     made = check_previews(gcs, bucket, "previews/")
     assert sorted(made) == sorted(f"{name}.png" for name in names)
+    _report, rows = bucket_report(gcs, bucket, "previews/")
+    assert sorted(rows) == names
+    if step == "report":  # every batch was done: the rerun only repaired the report
+        assert "nothing new to preview; added to the report the rows of 1 batch" in rerun.stderr
+    assert not list(gcs.list_blobs(bucket, prefix="previews/report/parts/"))  # cleaned up
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["rendering", "report"])
+def test_a_run_killed_into_a_local_folder_blocks_nothing(
+    emulator, gcs, storage_env, tmp_path: Path, step: str
+) -> None:
+    """The same into a local output folder: killed while a download is held up, or while its
+    report step waits for the report's lock (held here, as a run of another folder would)."""
+    import fcntl
+
+    bucket = new_bucket(gcs, "killedlocal")
+    names = seed_copies(gcs, bucket, 2)
+    out = tmp_path / "previews"
+    again = [
+        "--profile",
+        str(LOCAL),
+        "--cores",
+        "1",
+        "--config",
+        f"input=gs://{bucket}/raw",
+        f"output={out}",
+        "batch_size=100",
+    ]
+    lock = out / "report" / "lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a") as held_lock:
+        if step == "report":
+            fcntl.flock(held_lock, fcntl.LOCK_EX)
+        else:
+            emulator.faults.add(is_download_of(bucket, f"raw/{names[12]}"), "delay:600", 10**6)
+        job = Background(tmp_path / "work", *again, env=storage_env)
+        try:
+            if step == "report":
+                wait_until(lambda: held_flock_waiters(lock) == 1, job, "its report step waiting")
+            else:  # the batch waits for its 13th file: 12 previews come
+                wait_until(lambda: len(list(out.rglob("*.png"))) == 12, job, "12 previews")
+            os.killpg(job.proc.pid, signal.SIGSTOP)  # not moving on, whatever the load
+        finally:
+            job.kill_group()
+    emulator.faults.clear()
+    made = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert len(made) == (len(names) if step == "report" else 12)
+    assert not (out / "report.csv").exists()  # killed before any report
+    rerun = snakemake(tmp_path / "work", *again, env=storage_env)  # no --unlock
+    assert rerun.returncode == 0
+    summary, rows = folder_report(out)
+    assert sorted(rows) == names and summary["summary"]["failed"] == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == [
+        f"{n}.png" for n in names
+    ]
+    assert not [p for p in out.rglob("*") if p.name.startswith(store.TEMPORARY)]

@@ -17,7 +17,7 @@ import pytest
 import render_batch
 import write_manifests
 from tests.workflow.jobrun import SNAKEFILE, WORKFLOW, png_size, snakemake
-from thumbnails import formats, locations, report, store
+from thumbnails import formats, locations, redo, report, runlock, store
 from thumbnails.locations import JobConfigError, Location, parse_location
 from thumbnails.plan import make_plan, split, what_is_new
 
@@ -198,35 +198,56 @@ def test_max_files_limits_the_run_not_the_count() -> None:
 
 
 # -- the report -----------------------------------------------------------------------------------
-def test_the_summary_adds_new_records_and_keeps_kept_names() -> None:
+def test_a_row_is_added_once_and_the_summary_is_counted_from_the_csv() -> None:
     src, dst = parse_location("gs://bkt/raw", "input"), parse_location("gs://bkt/out", "output")
+    kept = report.row(src, dst, "c.dm3", ok=True, kind="image", shown=report.KEPT)
     first = {
         "batch": "a" * 16,
-        "kept": ["c.dm3"],
         "rows": [
-            report.row(src, dst, "a.dm3", ok=False, error="truncated"),
-            report.row(src, dst, "b.dm3", ok=True, kind="image"),
-            report.row(src, dst, "c.dm3", ok=True, kind="image"),
+            report.row(src, dst, "a.dm3", ok=False, kind="placeholder", error="truncated"),
+            report.row(src, dst, "b.dm3", ok=True, kind="image", renderer="1"),
+            kept,
         ],
     }
-    one = report.next_summary(report.parse_summary(None), src, dst, [first], {"plan": "p1"}, "t1")
-    assert one["summary"] == {"files": 3, "ok": 2, "failed": 1}
-    assert (one["records"], one["kept"], one["rows"]) == (["a" * 16], ["c.dm3"], "report.csv")
-    second = {
+    # Another run's batch of b.dm3 (its batches were cut otherwise): the same row, and a new file.
+    other = {
         "batch": "b" * 16,
-        "kept": [],
-        "rows": [report.row(src, dst, "d.dm3", ok=True, kind="spectrum")],
+        "rows": [
+            report.row(src, dst, "b.dm3", ok=True, kind="image", renderer="1"),
+            report.row(src, dst, "d.dm3", ok=True, kind="spectrum", renderer="1"),
+        ],
     }
-    two = report.next_summary(
-        report.parse_summary(report.report_json(one)), src, dst, [second], {"plan": "p2"}, "t2"
+    last: dict = {}
+    added = report.rows_to_add(last, [first, other])
+    assert [r["name"] for r in added] == ["a.dm3", "b.dm3", "c.dm3", "d.dm3"]
+    document = report.report_csv(added)
+    assert report.csv_columns(document) == report.REPORT_COLUMNS
+    assert report.scan_csv(document)[0] == len(added)
+    # A killed run's records merged again, after their rows were appended: nothing to add.
+    assert report.rows_to_add(report.scan_csv(document)[1], [first, other]) == []
+    redone = report.row(
+        src, dst, "a.dm3", ok=True, kind="image", renderer="1", redone="placeholder"
     )
-    assert two["summary"] == {"files": 4, "ok": 3, "failed": 1}
-    assert two["records"] == ["a" * 16, "b" * 16] and two["last_run"] == {"plan": "p2"}
+    assert report.rows_to_add(last, [{"batch": "c" * 16, "rows": [redone]}]) == [redone]
+    summary = report.make_summary(src, dst, last, 5, ["b" * 16, "a" * 16], {"plan": "p"}, "t")
+    assert summary["summary"] == {"files": 4, "ok": 4, "failed": 0}  # a.dm3's later row counts
+    assert (summary["records"], summary["kept"], summary["csv_rows"]) == (
+        ["a" * 16, "b" * 16],
+        ["c.dm3"],
+        5,
+    )
     assert report.parse_summary(b"not json")["records"] == []  # a damaged summary: start again
     lines = report.csv_rows(first["rows"]).decode().splitlines()
     assert len(lines) == 3 and lines[0].startswith("a.dm3,gs://bkt/raw/a.dm3,gs://bkt/out/a.dm3")
     assert report.csv_header().decode().strip() == ",".join(report.REPORT_COLUMNS)
-    assert report.summary_line(one["summary"]).startswith("thumbnail job: done with 1 failure")
+    assert report.summary_line(report.summarize(first["rows"])).startswith(
+        "thumbnail job: done with 1 failure"
+    )
+    # A report.csv of an older job, without the newer columns: read with them empty.
+    old = b"name,source,preview,ok,kind,title,signals,shown,error\nx.dm3,s,p,True,image,x,1,x,\n"
+    (row,) = report.read_csv(old)
+    assert len(report.csv_columns(old)) == 9
+    assert row == ("x.dm3", "s", "p", "True", "image", "x", "1", "x", "", "", "")
 
 
 def test_reported_means_a_preview_written_by_a_recorded_batch_or_kept() -> None:
@@ -263,10 +284,93 @@ def test_manifests_are_written_per_batch(tmp_path: Path) -> None:
         formats.companion_names,
         batch_size=2,
     )
-    paths = [str(tmp_path / f"{b}.json") for b in plan.batches]
-    write_manifests.write_manifests(json.loads(json.dumps(plan.as_dict())), paths)
+    write_manifests.write_plan(plan, tmp_path)
+    assert json.loads(write_manifests.plan_file(plan, tmp_path).read_text()) == plan.as_dict()
     for batch in plan.batches:
-        assert json.loads((tmp_path / f"{batch}.json").read_text()) == plan.manifest(batch)
+        manifest = write_manifests.manifest_file(batch, tmp_path)
+        assert json.loads(manifest.read_text()) == plan.manifest(batch)
+    assert not list(tmp_path.rglob("*.part"))  # each written aside, then renamed
+
+
+def test_names_without_a_place_in_a_folder_are_refused_and_others_are_not(tmp_path) -> None:
+    folder = parse_location(str(tmp_path / "out"), "output")
+    bucket = parse_location("gs://bkt/out", "output")
+    for name in ("a/b.dm3", "Ångström #?%+[]*.dm3", "sp ace/x.dm3", "n" * 240 + ".dm3"):
+        assert locations.preview_place(folder, name) is None, name
+    for name, why in {
+        "/tmp/x.dm3": "begins with '/'",
+        "a/../../x.dm3": "a '..' part",
+        "a/./x.dm3": "a '.' part",
+        "a//x.dm3": "an empty part",
+        "n" * 252 + ".dm3": "would be 260 bytes, more than the 255",
+    }.items():
+        assert why in locations.preview_place(folder, name), name
+        assert locations.preview_place(bucket, name) is None, name  # a bucket takes them all
+    assert "1025 bytes" in locations.preview_place(bucket, "g" * (1024 - len("out/.png") + 1))
+
+
+def test_a_dead_run_s_locks_go_and_a_live_run_s_stay(tmp_path: Path) -> None:
+    work, smk = tmp_path / "results" / "thumbnail-job", tmp_path / ".snakemake"
+    (smk / "locks").mkdir(parents=True)
+    (smk / "locks" / "0.output.lock").write_text("results/thumbnail-job/batches/dead.json\n")
+    (smk / "locks" / "1.output.lock").write_text("elsewhere/other-workflow.txt\n")
+    holder = subprocess.Popen(  # a live run working on batch "live": alive until it reads a line
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys; from pathlib import Path; from thumbnails import runlock; "
+                f"work, smk = Path({str(work)!r}), Path({str(smk)!r}); runlock.join(work); "
+                "runlock.hold(work, smk, 'results/thumbnail-job', ['live']); "
+                "(smk / 'locks' / '2.output.lock')"
+                ".write_text('results/thumbnail-job/batches/live.json'); "
+                "print('held', flush=True); sys.stdin.readline()"
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(WORKFLOW / "scripts")},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        locks = sorted(p.name for p in (smk / "locks").iterdir())
+        assert locks == ["1.output.lock", "2.output.lock"]  # the dead run's went, no other
+        runlock.join(work)  # this process, another run in the same folder, on other files: fine
+        assert runlock.hold(work, smk, "results/thumbnail-job", ["other"]) == []
+        with pytest.raises(runlock.Busy, match=f"process {holder.pid},"):  # on the same: refused
+            runlock.hold(work, smk, "results/thumbnail-job", ["live"])
+    finally:
+        holder.communicate("\n", timeout=30)
+    # The holder is gone (however it ended): its lock is a dead run's now.
+    assert [p.name for p in runlock.hold(work, smk, "results/thumbnail-job", ["x"])] == [
+        "2.output.lock"
+    ]
+
+
+def test_redo_settings_and_versions() -> None:
+    assert redo.version("2026.12") > redo.version("2026.1") > redo.version(None)
+    placeholders = redo.reason("placeholders")
+    assert placeholders({"kind": "placeholder"}) == "placeholder"
+    assert placeholders({"kind": "image"}) is None
+    older = redo.reason("older-than=2026.12")
+    assert older({"kind": "image", "renderer": "2026.1"}) == "renderer 2026.1"
+    assert older({"kind": "image", "renderer": ""}) == "renderer unknown"
+    assert older({"kind": "image", "renderer": "2026.12"}) is None
+    with pytest.raises(JobConfigError, match="placeholders"):
+        redo.reason("everything")
+
+
+def test_a_local_redo_replaces_only_the_version_it_listed(tmp_path: Path) -> None:
+    loc = parse_location(str(tmp_path / "out"), "output")
+    assert store.create(loc, "x.dm3.png", b"old", "image/png")
+    old = store.md5_of(b"old")
+    assert store.swap(loc, "x.dm3.png", b"new", "image/png", 0, old, "1" * 16, "9", "image")
+    assert (tmp_path / "out" / "x.dm3.png").read_bytes() == b"new"
+    (tmp_path / "out" / "x.dm3.png").write_bytes(b"theirs")  # someone wrote over it
+    assert not store.swap(loc, "x.dm3.png", b"newer", "image/png", 0, old, "1" * 16, "9", "image")
+    assert (tmp_path / "out" / "x.dm3.png").read_bytes() == b"theirs"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.dm3.png"]  # nothing aside
 
 
 # -- storage --------------------------------------------------------------------------------------
@@ -319,7 +423,10 @@ def test_gcs_previews_carry_their_batch_and_a_killed_batch_s_are_relabelled(
     loc = parse_location(f"gs://{bucket}/out", "output")
     assert store.create(loc, "x.dm3.png", b"png", "image/png", batch="1" * 16)
     gcs.bucket(bucket).blob("out/y.dm3.png").upload_from_string(b"png")  # same bytes, not ours
-    assert dict(store.list_output(loc)) == {"x.dm3.png": "1" * 16, "y.dm3.png": None}
+    assert {n: listed.batch for n, listed in store.list_output(loc)} == {
+        "x.dm3.png": "1" * 16,
+        "y.dm3.png": None,
+    }
     generation = gcs.bucket(bucket).get_blob("out/x.dm3.png").generation
     assert store.matches(loc, "x.dm3.png", b"png", batch="2" * 16)  # ours: the new batch reports it
     blob = gcs.bucket(bucket).get_blob("out/x.dm3.png")
@@ -333,10 +440,19 @@ def test_gcs_previews_carry_their_batch_and_a_killed_batch_s_are_relabelled(
 def test_append_writes_only_what_it_adds(gcs, bucket: str, tmp_path: Path, where: str) -> None:
     store.client.cache_clear()
     loc = parse_location(f"gs://{bucket}/out" if where == "gs" else str(tmp_path / "out"), "output")
-    store.append(loc, "report.csv", b"1\n", b"head\n", "text/csv")
-    store.append(loc, "report.csv", b"2\n3\n", b"head\n", "text/csv")
+    assert store.append(loc, "report.csv", b"1\n", b"head\n", "text/csv", 0)
+    assert store.append(
+        loc, "report.csv", b"2\n3\n", b"", "text/csv", store.read(loc, "report.csv")[1]
+    )
     assert store.read(loc, "report.csv")[0] == b"head\n1\n2\n3\n"
     assert list(store.list_names(loc)) == ["report.csv"]  # no part object or temp file left
+    if where == "gs":  # over a generation that is no longer the CSV's: nothing is added
+        stale = gcs.bucket(bucket).get_blob("out/report.csv").generation
+        assert store.append(loc, "report.csv", b"4\n", b"", "text/csv", stale)
+        assert not store.append(loc, "report.csv", b"5\n", b"", "text/csv", stale)
+        assert not store.append(loc, "report.csv", b"5\n", b"", "text/csv", 0)
+        assert store.read(loc, "report.csv")[0] == b"head\n1\n2\n3\n4\n"
+        assert list(store.list_names(loc)) == ["report.csv"]
 
 
 def test_missing_bucket_is_a_clear_message(storage_env) -> None:

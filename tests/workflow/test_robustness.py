@@ -13,6 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -24,14 +27,21 @@ import render_batch
 from microscopy_notebook.cloud import pinned, samples
 from tests.workflow.jobrun import (
     LOCAL,
+    Background,
+    MemoryLimit,
+    bucket_report,
     check_previews,
+    folder_report,
     new_bucket,
     objects,
     png_size,
+    processes_running,
     report_of,
     snakemake,
     sources_unchanged,
     summary,
+    wait_all,
+    wait_until,
     write_4d_emd,
 )
 from thumbnails import formats, locations
@@ -278,3 +288,175 @@ def test_local_output_keeps_a_foreign_file_and_knows_its_own(
         assert (out / "dm3" / "multi_signal.dm3.png").read_bytes() == b"my own file"
         assert png_size((out / "eds" / "example1.msa.png").read_bytes()) == (500, 500)
     assert results["peak_memory_mib"] > 0
+
+
+# -- a file that stops the renderer ---------------------------------------------------------------
+HUGE = "zz/deflated 8k.tif"  # the batch's last file: 8192 x 8192 uint16, 128 MiB when decoded
+
+
+def _renderer_of(job: Background) -> int:
+    """The process of the run that renders: the batch's renderer process (or, in a job without
+    one, the batch's own process)."""
+    for fragment in ("thumbnails.worker", "render_batch"):
+        mine = [pid for pid in processes_running(fragment) if os.getpgid(pid) == job.proc.pid]
+        if mine:
+            return max(mine)  # the youngest: a process, not the shell that started it
+    raise AssertionError("no renderer process in the run")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["out of memory", "killed"])
+def test_a_file_that_stops_the_renderer_gets_a_placeholder_and_the_batch_goes_on(
+    emulator, gcs, storage_env, tmp_path: Path, how: str
+) -> None:
+    """The renderer's process is ended while it reads a file: by the kernel's OOM killer, under a
+    real memory limit (a memory cgroup, as the Batch task's container has, that the renderer is
+    moved into before it reads a file that decodes to 128 MiB), or by SIGKILL (a crash). That file
+    gets a placeholder saying it stopped the renderer; every other file of the batch its preview;
+    every row is reported, once."""
+    if how == "out of memory" and not MemoryLimit.available():
+        pytest.skip("this machine lets no test make a memory cgroup; 'killed' tests the rest")
+    bucket = new_bucket(gcs, "stops")
+    samples.seed(bucket, "raw/", gcs)
+    huge = tmp_path / "huge.tif"
+    ramp = np.add.outer(np.arange(8192, dtype=np.uint16), np.arange(8192, dtype=np.uint16))
+    # One compressed strip: any reader decodes all 128 MiB at once (a few MiB in the bucket).
+    tifffile.imwrite(huge, ramp, compression="zlib", rowsperstrip=8192)
+    del ramp
+    gcs.bucket(bucket).blob(f"raw/{HUGE}").upload_from_filename(str(huge))
+    gate = uuid.uuid4().hex
+    emulator.faults.add(
+        lambda m, p: m == "GET" and "alt=media" in p and "deflated%208k.tif" in p, f"hold:{gate}"
+    )
+    work = tmp_path / "work"
+    config = [
+        "--config",
+        f"input=gs://{bucket}/raw",
+        f"output=gs://{bucket}/previews",
+        "batch_size=100",
+    ]
+    job = Background(work, "--profile", str(LOCAL), "--cores", "1", *config, env=storage_env)
+    try:
+        before_huge = f"{len(GOOD)}/{len(GOOD) + 1} "  # its log line of the file before HUGE
+
+        def waiting() -> bool:
+            logs = list(work.glob("results/thumbnail-job/logs/render/*.log"))
+            return bool(logs) and before_huge in logs[0].read_text()
+
+        wait_until(waiting, job, "the batch's renderer idle before the last file")
+        renderer = _renderer_of(job)
+        if how == "killed":
+            os.kill(renderer, signal.SIGKILL)
+            emulator.faults.release(gate)
+            ended = wait_all({"run": job})
+        else:
+            with MemoryLimit(64 * 2**20) as limit:
+                limit.add(renderer)  # from now on it may allocate 64 MiB more, no more
+                emulator.faults.release(gate)
+                ended = wait_all({"run": job})
+                oom_kills = limit.oom_kills()
+            assert oom_kills >= 1  # the kernel's OOM killer ended it, for real
+    finally:
+        job.kill_group()
+    output = job.output()
+    assert ended and job.proc.returncode == 0, output
+    assert "done with 1 failure" in summary(output)
+    _summary_doc, rows = bucket_report(gcs, bucket, "previews/")
+    assert sorted(rows) == sorted([*GOOD, HUGE])
+    stopped = rows.pop(HUGE)
+    assert stopped["ok"] == "False" and stopped["kind"] == "placeholder"
+    assert "the file stopped the renderer" in stopped["error"], stopped
+    if how == "out of memory":
+        assert "more memory than the machine has" in stopped["error"]
+    assert all(r["ok"] == "True" for r in rows.values()), rows  # the rest of the batch
+    made = check_previews(gcs, bucket, "previews/")  # the placeholder too: whole 500x500 PNGs
+    assert sorted(made) == sorted(f"{n}.png" for n in [*GOOD, HUGE])
+
+
+# -- names are data -------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_names_are_data_never_paths(emulator, gcs, storage_env, sample_dir: Path, tmp_path) -> None:
+    """Object names of every length and byte Cloud Storage allows, bucket to bucket and bucket to
+    a local folder, and a legal 224-byte local file name: nothing is ever written outside the
+    job's folders. Where a name cannot have a preview in the output folder (a leading /, '..',
+    a part longer than the file system's, or an object name longer than Cloud Storage's), its
+    row says why and nothing is written for it; every other file is previewed."""
+    escape = Path("/tmp") / f"mnb-escape-{uuid.uuid4().hex[:8]}"  # where no file may appear
+    parts = "/".join(["n" * 222] * 4) + ".msa"  # 895 bytes, parts of 222
+    names = {  # name under raw/ -> why it has no preview in a local folder (None: it has one)
+        parts: None,
+        "m" * 892 + ".msa": "a part of the preview's file name would be 900 bytes",
+        f"/{escape.relative_to('/')}/leading.msa": "the name begins with '/'",
+        f"../../{escape.relative_to('/')}/dotdot.msa": "the name has a '..' part",
+        "odd/a #?%+[]*.msa": None,
+        "odd/\u00c5ngstr\u00f6m.msa": None,  # NFC
+        "odd/A\u030angstro\u0308m.msa": None,  # the same letters, NFD: another object
+        "sp ace/ü x.msa": None,
+    }
+    too_long = "g" * 1008 + ".msa"  # its preview's object name would pass 1,024 bytes
+    bucket = new_bucket(gcs, "names")
+    data = (sample_dir / "eds" / "example1.msa").read_bytes()
+    for name in [*names, too_long]:
+        gcs.bucket(bucket).blob(f"raw/{name}").upload_from_string(data)
+    local_in = tmp_path / "in"
+    local_in.mkdir()
+    (local_in / ("q" * 220 + ".msa")).write_bytes(data)  # 224 bytes, legal on any Linux disk
+    out = tmp_path / "previews"
+    runs = {
+        "to a bucket": [f"input=gs://{bucket}/raw", f"output=gs://{bucket}/previews"],
+        "to a folder": [f"input=gs://{bucket}/raw", f"output={out}"],
+        "folder to folder": [f"input={local_in}", f"output={tmp_path / 'local-previews'}"],
+    }
+    jobs = {
+        what: Background(
+            tmp_path / what.replace(" ", "-"),
+            "--profile",
+            str(LOCAL),
+            "--config",
+            *config,
+            env=storage_env,
+        )
+        for what, config in runs.items()
+    }
+    wait_all(jobs)
+    for job in jobs.values():
+        assert job.proc.returncode == 0, job.output()
+    assert not escape.exists()  # no download, no preview, nowhere outside
+
+    summary_doc, rows = bucket_report(gcs, bucket, "previews/")
+    assert sorted(rows) == sorted([*names, too_long])
+    assert rows.pop(too_long)["error"].startswith(
+        "no preview written: the preview's object name would be 1025 bytes"
+    )
+    assert all(r["ok"] == "True" for r in rows.values()), rows  # every other name, in a bucket
+    made = check_previews(gcs, bucket, "previews/")
+    assert sorted(made) == sorted(f"{n}.png" for n in names)
+
+    summary_doc, rows = folder_report(out)
+    assert sorted(rows) == sorted([*names, too_long])
+    for name, why in names.items():
+        if why is None:
+            assert rows[name]["ok"] == "True" and (out / f"{name}.png").is_file(), rows[name]
+        else:
+            assert rows[name]["error"].startswith(f"no preview written: {why}"), rows[name]
+            assert rows[name]["preview"] == ""
+    assert summary_doc["unwritable"] == sorted([*(n for n, why in names.items() if why), too_long])
+    written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert written == {f"{n}.png" for n, why in names.items() if why is None} | {
+        "report.json",
+        "report.csv",
+        "report/lock",
+        *(f"report/batches/{b}.json" for b in summary_doc["records"]),
+    }
+    again = snakemake(
+        tmp_path / "to-a-folder",
+        "--profile",
+        str(LOCAL),
+        "--config",
+        *runs["to a folder"],
+        env=storage_env,
+    )
+    assert again.returncode == 0 and "Nothing to be done" in again.stderr  # reported, not redone
+
+    summary_doc, rows = folder_report(tmp_path / "local-previews")
+    assert [r["ok"] for r in rows.values()] == ["True"]

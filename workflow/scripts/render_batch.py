@@ -1,20 +1,33 @@
-"""Make the previews of one batch, in one Python process.
+"""Make the previews of one batch: this process fetches and writes, one renderer process draws.
 
-Run by the ``render`` rule (``script:``). The renderer (`thumbnails.preview` and the RosettaSciIO
-readers it loads) is imported once for the whole batch. Each file is fetched (with its companions,
-e.g. the ``.emi`` of a ``.ser``), rendered, written under the output, and gets one report row.
-Downloads run a few files ahead and uploads behind, in threads, while this thread renders: the
-storage's latency is hidden behind the drawing instead of added to it.
+Run by the ``render`` rule: ``python render_batch.py MANIFEST RESULTS LOG``. The renderer
+(`thumbnails.preview` and the RosettaSciIO readers it loads) runs in a process of its own
+(`thumbnails.worker`), started once for the whole batch. Each file is fetched (with its
+companions, e.g. the ``.emi`` of a ``.ser``), rendered, written under the output, and gets one
+report row. Downloads run a few files ahead and uploads
+behind, in threads, while the renderer draws: the storage's latency is hidden behind the drawing
+instead of added to it.
 
-A file that cannot be read gets a placeholder preview and an error row; the batch goes on. A storage
-failure is not a file's fault: it fails the job with a one-paragraph message (no traceback), and the
-next run redoes the batch. An object already at a preview's name is never replaced; unless it holds
-this very preview (a retried upload whose answer was lost, a rerun), its row says it was kept.
+A file that cannot be read gets a placeholder preview and an error row; the batch goes on. A file
+that stops the renderer itself (the kernel's OOM killer, a reader that crashes) gets a placeholder
+saying so from a fresh renderer, and the batch goes on. A file whose name cannot have a preview
+(in a folder: a leading ``/``, ``..`` parts, a part too long for the file system) gets a row
+saying why and nothing is written for it; downloads go to numbered scratch folders, never to a
+path taken from a name. A storage failure is not a file's fault: it fails the job with a
+one-paragraph message (no traceback), and the next run redoes the batch. An object already at a
+preview's name is never replaced; unless it holds this very preview (a retried upload whose
+answer was lost, a rerun), its row says it was kept. With ``redo:`` a preview this job made is
+replaced (`store.swap`) when the file's new preview differs, never an object someone else put
+there.
 """
 
+from __future__ import annotations
+
 import json
-import resource
+import pickle
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,34 +35,162 @@ import traceback
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TextIO
 
+import thumbnails
 from thumbnails import report, store
-from thumbnails.locations import Location, parse_location, preview_name
+from thumbnails.locations import Location, parse_location, preview_name, preview_place
+from thumbnails.worker import peak_memory_mib
 
 PROGRESS_SECONDS = 5.0  # at most one progress line per this many seconds on the terminal
 IO_THREADS = 4  # concurrent downloads and uploads
 AHEAD = 8  # files downloaded ahead of the one being drawn: bounds the scratch disk in use
 GONE = "the file disappeared before the job could read it"
-KEPT = "not written: another object was already at the preview's name and was kept"
+KEPT = report.KEPT
+OUTSIDE = (
+    "no preview written: its place in the output folder lies outside it (a symbolic link in "
+    "the output folder points elsewhere)"
+)
+LEAF_BYTES = 100  # scratch copies keep a plain file name up to this long (readers pair by it)
+# The renderer's process: the job's library beside this script, then thumbnails.worker.
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from thumbnails.worker import serve; serve()"
 
 
 class _Stopped(Exception):
     """A storage call not made because an earlier one of the batch failed."""
 
 
+class _Died(Exception):
+    """The renderer's process ended without answering."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def stopped_reason(status: int) -> str:
+    """The placeholder's reason for a file during which the renderer's process ended."""
+    if status == -signal.SIGKILL:
+        how = (
+            "killed by the system (SIGKILL), most likely because reading the file needed more "
+            "memory than the machine has"
+        )
+    elif status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        how = f"it crashed reading the file ({name})"
+    else:
+        how = f"it exited with status {status} while reading the file"
+    return f"unreadable: the file stopped the renderer: {how}"
+
+
+class Renderer:
+    """`preview.make_preview` in the renderer's own process (`thumbnails.worker`), started at
+    once so that its imports overlap the first downloads, and started again when a file stops it:
+    that file's preview is then a placeholder saying so."""
+
+    def __init__(self, stderr: TextIO | None = None) -> None:
+        self._stderr = stderr
+        self.import_seconds: float | None = None
+        self.stops = 0  # files that stopped the renderer
+        self.peak_mib = 0.0
+        self._start()
+
+    def _start(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _BOOT, str(Path(thumbnails.__file__).resolve().parents[1])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+        )
+        self._ready = False
+
+    def _receive(self) -> dict:
+        try:
+            return pickle.load(self._proc.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            raise _Died(self._proc.wait()) from None
+
+    def _ask(self, request: dict) -> dict:
+        if not self._ready:
+            ready = self._receive()
+            self._ready = True
+            if self.import_seconds is None:
+                self.import_seconds = ready["import_seconds"]
+        try:
+            pickle.dump(request, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._proc.stdin.flush()
+        except OSError:
+            raise _Died(self._proc.wait()) from None
+        return self._receive()
+
+    def make_preview(self, path: Path, name: str) -> SimpleNamespace:
+        try:
+            return SimpleNamespace(**self._ask({"op": "render", "path": str(path), "name": name}))
+        except _Died as died:
+            reason = stopped_reason(died.status)
+        self.stops += 1
+        self._start()
+        try:
+            made = self._ask({"op": "placeholder", "name": name, "reason": reason})
+        except _Died as again:  # not the file: the renderer cannot start at all
+            raise RuntimeError(
+                f"the renderer's process ended with status {again.status} before rendering "
+                f"anything; see the batch's log"
+            ) from None
+        return SimpleNamespace(**made)
+
+    def close(self) -> None:
+        try:
+            self.peak_mib = max(self.peak_mib, self._ask({"op": "bye"})["peak_memory_mib"])
+        except _Died:
+            pass
+        finally:
+            self._proc.stdin.close()
+            self._proc.wait()
+
+
+def scratch_leaves(names: list[str]) -> list[str]:
+    """The file names the scratch copies of a file and its companions get, in a numbered folder
+    of their own: each object's own last part when every one is plain (readers pair a ``.ser``
+    with its ``.emi`` by name), else ``file<i>`` with the extension; never a path, whatever the
+    names hold."""
+    leaves = [n.rpartition("/")[2] for n in names]
+
+    def plain(leaf: str) -> bool:
+        return (
+            leaf not in ("", ".", "..")
+            and len(leaf.encode()) <= LEAF_BYTES
+            and leaf.isprintable()
+            and not leaf.startswith("-")
+        )
+
+    if all(map(plain, leaves)) and len(set(leaves)) == len(leaves):
+        return leaves
+    out = []
+    for i, leaf in enumerate(leaves):
+        ext = Path(leaf).suffix if plain(Path(leaf).suffix) else ""
+        out.append(f"file{i}{ext}")
+    return out
+
+
 def fetch(source: Location, item: dict, scratch: Path) -> tuple[Path | None, list[str]]:
     """A readable copy of the file and its companions; None if the file is gone. Also the
     companions that could not be found."""
+    names = [item["name"], *item.get("companions", [])]
+    leaves = dict(zip(names, scratch_leaves(names), strict=True))
     try:
-        path = store.fetch(source, item["name"], scratch / item["name"])
+        path = store.fetch(source, item["name"], scratch / leaves[item["name"]])
     except FileNotFoundError:
         return None, []
     missing = list(item.get("missing", []))
-    for companion in item.get("companions", []):
+    for companion in names[1:]:
         if companion not in missing:
             try:
-                store.fetch(source, companion, scratch / companion)
+                store.fetch(source, companion, scratch / leaves[companion])
             except FileNotFoundError:
                 missing.append(companion)
     return path, missing
@@ -90,46 +231,58 @@ def render(
         signals=preview.signals,
         shown=shown,
         error=error,
+        renderer=thumbnails.RENDERER,
     )
+    row["png_md5"] = store.md5_of(preview.png)  # in the record: what a `redo` may replace
     return row, preview.png
 
 
-def write(target: Location, name: str, png: bytes, batch: str) -> bool:
+def write(
+    target: Location, name: str, png: bytes, batch: str, kind: str | None = None, redo=None
+) -> bool:
     """True when the preview is in place: written now by ``batch``, or found there with the same
     bytes as this job's own (a retry whose first answer was lost, a rerun after a killed batch).
-    False when another object held its name: that object is kept as it is, never overwritten."""
+    False when another object held its name: that object is kept as it is, never overwritten.
+    ``redo``: the plan's note of one of the job's own previews to replace (`store.swap`)."""
     preview = preview_name(name)
-    return store.create(target, preview, png, "image/png", batch=batch) or store.matches(
-        target, preview, png, batch=batch
-    )
+    if (
+        redo
+        and png_differs(redo, png)
+        and store.swap(
+            target,
+            preview,
+            png,
+            "image/png",
+            redo.get("generation", 0),
+            redo["md5"],
+            batch,
+            thumbnails.RENDERER,
+            kind or "",
+        )
+    ):
+        return True
+    return store.create(
+        target, preview, png, "image/png", batch=batch, renderer=thumbnails.RENDERER, kind=kind
+    ) or store.matches(target, preview, png, batch=batch)
+
+
+def png_differs(redo: dict, png: bytes) -> bool:
+    """Whether a redo changes anything: new bytes, or a newer renderer recorded for the same."""
+    return redo["md5"] != store.md5_of(png) or redo.get("renderer") != thumbnails.RENDERER
 
 
 def note_kept(row: dict) -> None:
     """Say in the row that its preview was not written over an existing object."""
     row["shown"] = f"{row['shown']} ({KEPT})" if row["shown"] else KEPT
+    row["renderer"] = ""
+    row["redone"] = ""
+    row.pop("png_md5", None)
 
 
-def peak_memory_mib() -> float:
-    """The most memory this process has held (its peak resident set), in MiB."""
-    try:
-        with open("/proc/self/status") as status:  # Linux: this process only, not its parent
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def render_one(renderer, source: Location, target: Location, item: dict, scratch: Path) -> dict:
-    """Fetch, preview and write one file, all in this thread; returns its report row."""
-    try:
-        row, png = render(renderer, source, target, item["name"], *fetch(source, item, scratch))
-        if png is not None and not write(target, item["name"], png):
-            note_kept(row)
-        return row
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+def no_place(row: dict, reason: str) -> None:
+    """Say in the row that nothing was written for it, and why."""
+    row.update(ok=False, preview="", error=reason, renderer="", redone="")
+    row.pop("png_md5", None)
 
 
 def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | None = None) -> dict:
@@ -144,14 +297,15 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
             print(line, file=stream, flush=True)
 
     start = time.perf_counter()
-    from thumbnails import preview  # the heavy import, paid once per batch
-
-    imported = time.perf_counter()
-    say(f"batch {batch}: {len(files)} files, renderer loaded in {imported - start:.1f} s", log)
+    try:
+        log.fileno()  # the renderer's own messages go to the batch's log when it is a file
+        renderer = Renderer(stderr=log)
+    except (AttributeError, OSError, ValueError):
+        renderer = Renderer()
     rows: list[dict] = []
     kept: list[str] = []  # files whose preview's name was taken by another object
     failed = 0
-    last = imported
+    last = start
     with (
         tempfile.TemporaryDirectory(prefix="thumbnail-batch-") as tmp,
         ThreadPoolExecutor(IO_THREADS, thread_name_prefix="storage") as pool,
@@ -159,6 +313,7 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
         fetches: dict[int, Future] = {}
         uploads: deque[tuple[dict, Future]] = deque()
         failure: list[BaseException] = []  # the first storage error stops the batch
+        places = [preview_place(target, item["name"]) for item in files]
 
         def storage(fn, *args):
             """Run a storage call in the pool; once one has failed, the queued ones do not
@@ -168,13 +323,20 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
                 raise _Stopped
             try:
                 return fn(*args)
+            except store.NotInside:
+                raise
             except BaseException as exc:
                 failure.append(exc)
                 raise
 
         def finish_upload() -> None:
             row, upload = uploads.popleft()
-            if not upload.result():  # a failed upload raises here and stops the batch early
+            try:
+                written = upload.result()  # a failed upload raises here and stops the batch
+            except store.NotInside:
+                no_place(row, OUTSIDE)
+                return
+            if not written:
                 note_kept(row)
                 kept.append(row["name"])
 
@@ -182,16 +344,32 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
         try:
             for i, item in enumerate(files):
                 while queued < min(i + AHEAD, len(files)):
-                    fetches[queued] = pool.submit(
-                        storage, fetch, source, files[queued], Path(tmp) / str(queued)
-                    )
+                    if places[queued] is None:
+                        fetches[queued] = pool.submit(
+                            storage, fetch, source, files[queued], Path(tmp) / str(queued)
+                        )
                     queued += 1
                 t = time.perf_counter()
-                row, png = render(preview, source, target, item["name"], *fetches.pop(i).result())
+                if places[i] is not None:  # the name cannot have a preview: say why, no fetch
+                    row = report.row(source, target, item["name"], ok=False, preview=False)
+                    no_place(row, places[i])
+                    png = None
+                else:
+                    row, png = render(
+                        renderer, source, target, item["name"], *fetches.pop(i).result()
+                    )
                 shutil.rmtree(Path(tmp) / str(i), ignore_errors=True)
                 if png is not None:
+                    redo = item.get("redo")
+                    if redo and png_differs(redo, png):
+                        row["redone"] = redo["why"]
                     uploads.append(
-                        (row, pool.submit(storage, write, target, item["name"], png, batch))
+                        (
+                            row,
+                            pool.submit(
+                                storage, write, target, item["name"], png, batch, row["kind"], redo
+                            ),
+                        )
                     )
                 while len(uploads) > 2 * IO_THREADS:
                     finish_upload()
@@ -205,7 +383,7 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
                     log,
                 )
                 if now - last >= PROGRESS_SECONDS or i + 1 == len(files):
-                    rate = (i + 1) / (now - imported) if now > imported else 0.0
+                    rate = (i + 1) / (now - start) if now > start else 0.0
                     say(
                         f"batch {batch}: {i + 1}/{len(files)} files, {failed} failed, "
                         f"{rate:.1f} files/s",
@@ -219,23 +397,28 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
             if isinstance(exc, _Stopped):
                 raise failure[0] from None  # the error that stopped the batch, not its echo
             raise
+        finally:
+            renderer.close()
+    failed = sum(not r["ok"] for r in rows)  # a row may have changed when its upload ended
     seconds = time.perf_counter() - start
-    peak = peak_memory_mib()
+    peak = max(peak_memory_mib(), renderer.peak_mib)
     say(
-        f"batch {batch}: {len(rows)} files in {seconds:.1f} s, {failed} failed, "
-        f"{len(kept)} existing preview(s) kept, peak memory {peak:.0f} MiB",
+        f"batch {batch}: {len(rows)} files in {seconds:.1f} s (renderer loaded in "
+        f"{renderer.import_seconds or 0:.1f} s), {failed} failed, {len(kept)} existing "
+        f"preview(s) kept, {renderer.stops} stopped the renderer, peak memory {peak:.0f} MiB",
         log,
     )
     results = {
         "batch": batch,
         "input": source.url,
         "output": target.url,
+        "renderer": thumbnails.RENDERER,
         "rows": rows,
         "files": len(rows),
         "failed": failed,
         "kept": kept,
         "seconds": round(seconds, 3),
-        "import_seconds": round(imported - start, 3),
+        "import_seconds": round(renderer.import_seconds or 0, 3),
         "peak_memory_mib": round(peak),
     }
     # The batch's record, once all its previews are in place: from now on its files count as
@@ -244,9 +427,9 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
     return results
 
 
-def main(smk) -> None:
-    manifest = json.loads(Path(smk.input.manifest).read_text())
-    with open(smk.log[0], "w") as log:
+def main(manifest_path: str, results_path: str, log_path: str) -> None:
+    manifest = json.loads(Path(manifest_path).read_text())
+    with open(log_path, "w") as log:
         try:
             results = render_batch(manifest, log=log)
         except store.StoreError as exc:  # the storage's fault, and the message says what to do
@@ -255,9 +438,13 @@ def main(smk) -> None:
         except Exception:
             traceback.print_exc(file=log)
             raise
-    out = Path(smk.output.results)
-    out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    out = Path(results_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_suffix(".part")  # whole or absent, should the run be killed
+    marker = {k: results[k] for k in ("batch", "files", "failed", "seconds")}  # the record has all
+    part.write_text(json.dumps(marker) + "\n")
+    part.replace(out)
 
 
-if "snakemake" in globals():
-    main(snakemake)  # noqa: F821 - defined by Snakemake's script preamble
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

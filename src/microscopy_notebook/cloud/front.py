@@ -11,6 +11,8 @@ It exists for four reasons, each a wire-level gap rather than a client problem:
   without hierarchical namespace.
 * upload ``Location`` headers name the backend's own address; they are rewritten to the address the
   client actually used, whatever its scheme.
+* fake-gcs-server ignores generation preconditions on compose, ``DELETE`` and ``PATCH`` and never
+  raises a metageneration; `preconditions.Preconditions` enforces them as Cloud Storage does.
 
 It also carries a fault table (`Faults`) so tests can make the storage misbehave on purpose, and
 records every call it serves (`Calls`: who, method, path, the resource it acts on, the bearer
@@ -30,11 +32,13 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from microscopy_notebook.cloud import permissions
+from microscopy_notebook.cloud.preconditions import Preconditions
 
 _AS = re.compile(r"^/as/([A-Za-z0-9_-]+)(/.*)$")
 _LAYOUT = re.compile(r"^/storage/v1/b/([^/?]+)/storageLayout(\?|$)")
@@ -58,7 +62,9 @@ class Fault:
 
     ``action`` is ``"status:NNN"`` (answer NNN without forwarding), ``"drop-after"`` (forward, then
     close the connection without answering: the request took effect, the client never hears), or
-    ``"reset"`` (close the connection before forwarding).
+    ``"reset"`` (close the connection before forwarding), ``"delay:SECONDS"`` (forward it that
+    much later: a slow call, to widen a race's window) or ``"hold:NAME"`` (forward it once the
+    test calls `Faults.release` with NAME: a call held up until the test has seen what it needs).
     """
 
     match: Callable[[str, str], bool]
@@ -73,6 +79,7 @@ class Faults:
 
     _items: list[Fault] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _gates: dict[str, threading.Event] = field(default_factory=dict)
 
     def add(self, match: Callable[[str, str], bool], action: str, times: int = 1) -> Fault:
         fault = Fault(match, action, times)
@@ -83,6 +90,20 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            for gate in self._gates.values():  # nothing stays held up
+                gate.set()
+            self._gates.clear()
+
+    def release(self, name: str) -> None:
+        """Let the calls held by ``"hold:NAME"`` go on (and any that come later)."""
+        self._gate(name).set()
+
+    def wait(self, name: str) -> None:
+        self._gate(name).wait()
+
+    def _gate(self, name: str) -> threading.Event:
+        with self._lock:
+            return self._gates.setdefault(name, threading.Event())
 
     def take(self, method: str, path: str) -> str | None:
         with self._lock:
@@ -191,16 +212,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._storage_layout(layout.group(1))
             return
 
-        backend = http.client.HTTPConnection(*self.server.backend, timeout=120)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-        headers["Content-Length"] = str(len(body))
-        try:
-            backend.request(self.command, self.path, body=body, headers=headers)
-            resp = backend.getresponse()
-            data = resp.read()
-            status, out_headers = resp.status, resp.getheaders()
-        finally:
-            backend.close()
+        if action and action.startswith("delay:"):  # a slow call: answered, but late
+            time.sleep(float(action.split(":", 1)[1]))
+        if action and action.startswith("hold:"):  # until the test lets it go
+            self.server.faults.wait(action.split(":", 1)[1])
+        status, out_headers, data = self.server.preconditions.serve(
+            self.command, self.path, body, lambda: self._forward(body)
+        )
 
         if action == "drop-after":
             self.close_connection = True
@@ -222,6 +240,17 @@ class _Handler(BaseHTTPRequestHandler):
         if there.encode() in data:
             data = data.replace(there.encode(), here.encode())
         self._answer(status, fixed, data)
+
+    def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        backend = http.client.HTTPConnection(*self.server.backend, timeout=120)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers["Content-Length"] = str(len(body))
+        try:
+            backend.request(self.command, self.path, body=body, headers=headers)
+            resp = backend.getresponse()
+            return resp.status, resp.getheaders(), resp.read()
+        finally:
+            backend.close()
 
     def _storage_layout(self, bucket: str) -> None:
         probe = http.client.HTTPConnection(*self.server.backend, timeout=30)
@@ -268,9 +297,11 @@ class _FrontServer(ThreadingHTTPServer):
         ssl_context: ssl.SSLContext | None = None,
         calls: Calls | None = None,
         policies: dict | None = None,
+        preconditions: Preconditions | None = None,
     ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.backend = backend
+        self.preconditions = preconditions or Preconditions(backend)
         self.faults = faults
         self.calls = calls if calls is not None else Calls()
         self.policies = policies if policies is not None else {}
@@ -295,7 +326,12 @@ class Front:
         self.faults = Faults()
         self.calls = Calls()
         self.policies: dict = {}  # who -> iam.Policy: that identity's calls are checked
-        shared = {"calls": self.calls, "policies": self.policies}
+        shared = {
+            "calls": self.calls,
+            "policies": self.policies,
+            # one count of metagenerations for both listeners
+            "preconditions": Preconditions(backend),
+        }
         self._servers = [
             _FrontServer(backend, self.faults, "http", **shared),
             _FrontServer(backend, self.faults, "https", ssl_context, **shared),

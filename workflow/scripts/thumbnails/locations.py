@@ -123,15 +123,21 @@ def check_locations(source: Location, target: Location) -> None:
     )
 
 
-def check_work_prefix(source: Location, work_prefix: str | None) -> None:
-    """Refuse a ``--default-storage-prefix`` (where the job's own files go) under the input."""
+def work_location(work_prefix: str | None) -> Location | None:
+    """Where Snakemake keeps the job's work files on the cloud path (``--default-storage-prefix``,
+    with or without ``gs://``), or None (no prefix, or another storage than Cloud Storage)."""
     if not work_prefix:
-        return
+        return None
     text = work_prefix if "://" in work_prefix else f"gs://{work_prefix}"
     if not text.startswith("gs://"):
-        return  # another storage provider: it cannot overlap a gs:// or local input
-    work = parse_location(text, "default-storage-prefix")
-    if source.contains(work):
+        return None  # another storage provider
+    return parse_location(text, "default-storage-prefix")
+
+
+def check_work_prefix(source: Location, work_prefix: str | None) -> None:
+    """Refuse a ``--default-storage-prefix`` (where the job's own files go) under the input."""
+    work = work_location(work_prefix)
+    if work is not None and source.contains(work):
         raise JobConfigError(
             f"The thumbnail job refuses --default-storage-prefix {work_prefix}: it lies inside the "
             f"input {source}, and Snakemake would write the job's work files among the source "
@@ -172,8 +178,9 @@ def config_problem(error: BaseException) -> str:
         f"{what}. The keys are "
         f"`input` and `output` (each `gs://bucket/prefix` or a local directory), `batch_size` (a "
         f"whole number of files per job, at least 1), `max_files` (a whole number, or null for "
-        f"all; `max_files=` on the command line) and `strict` (`strict=True` on the command line); "
-        f"see workflow/schemas/config.schema.yaml."
+        f"all; `max_files=` on the command line), `strict` (`strict=True` on the command line) "
+        f"and `redo` (`placeholders` or `older-than=VERSION`); see "
+        f"workflow/schemas/config.schema.yaml."
     )
 
 
@@ -188,3 +195,63 @@ def source_of(preview: str) -> str | None:
     if preview.endswith(PREVIEW_SUFFIX) and len(preview) > len(PREVIEW_SUFFIX):
         return preview[: -len(PREVIEW_SUFFIX)]
     return None
+
+
+# -- where a preview can go -----------------------------------------------------------------------
+NO_PLACE = "no preview written: "  # the start of the reason of a file whose name cannot have one
+OBJECT_NAME_BYTES = 1024  # Cloud Storage's limit on an object name, in UTF-8 bytes
+PATH_BYTES = 4096  # Linux's PATH_MAX
+
+
+def preview_place(target: Location, name: str) -> str | None:
+    """Why the preview of ``name`` cannot be written under ``target`` (a reason starting with
+    `NO_PLACE`), or None when it can. An object's name is data: in a folder, a name with a
+    leading ``/``, an empty, ``.`` or ``..`` part, a NUL byte, or a part longer than the file
+    system allows has no place inside the output folder, and nothing is written for it."""
+    preview = preview_name(name)
+    if target.scheme == "gs":
+        size = len(target.key(preview).encode())
+        if size > OBJECT_NAME_BYTES:
+            return (
+                f"{NO_PLACE}the preview's object name would be {size} bytes, more than the "
+                f"{OBJECT_NAME_BYTES} Cloud Storage allows; shorten the file's name or the "
+                f"output prefix"
+            )
+        return None
+    if "\0" in name:
+        return f"{NO_PLACE}the name holds a NUL byte, which no file name can"
+    if name.startswith("/"):
+        return (
+            f"{NO_PLACE}the name begins with '/', so its preview would lie outside the output "
+            f"folder"
+        )
+    parts = preview.split("/")
+    for bad, what in (("..", "a '..' part"), (".", "a '.' part"), ("", "an empty part ('//')")):
+        if bad in parts:
+            return (
+                f"{NO_PLACE}the name has {what}, so its preview would not be the file's own "
+                f"place in the output folder"
+            )
+    limit = name_max(target.path)
+    longest = max(len(p.encode()) for p in parts)
+    if longest > limit:
+        return (
+            f"{NO_PLACE}a part of the preview's file name would be {longest} bytes, more than "
+            f"the {limit} the output folder's file system allows"
+        )
+    size = len(target.key(preview).encode())
+    if size > PATH_BYTES - 1:
+        return f"{NO_PLACE}the preview's path would be {size} bytes, more than Linux allows"
+    return None
+
+
+def name_max(folder: str) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or its nearest existing
+    parent) allows; 255 on the usual ones."""
+    path = Path(folder)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return os.pathconf(path, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255

@@ -28,13 +28,22 @@ class Item:
     name: str
     companions: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()  # companions the listing did not find
+    redo: dict | None = None  # the job's own preview a `redo:` run replaces (`redo.candidates`)
 
     def as_dict(self) -> dict:
-        return {
+        item = {
             "name": self.name,
             "companions": list(self.companions),
             "missing": list(self.missing),
         }
+        if self.redo:
+            item["redo"] = dict(self.redo)
+        return item
+
+    @property
+    def key(self) -> str:
+        """What the batch's id is made of: the name, and for a redo the version it replaces."""
+        return f"{self.name}\0redo {self.redo['md5']}" if self.redo else self.name
 
 
 @dataclass
@@ -47,18 +56,23 @@ class JobPlan:
     listed: int = 0  # objects under the input
     previewable: int = 0  # of which the job makes previews
     done: int = 0  # of which already have a preview and a report row
+    redone: int = 0  # of those, how many this run redoes (`redo:`)
     skipped: dict = field(default_factory=dict)  # what is not previewed (`skipped_files`)
+    # Records in the output the report does not hold yet (a run stopped before or during its
+    # report step): this run's report step adds their rows, even with nothing new to preview.
+    pending: list[str] = field(default_factory=list)
 
     @property
     def id(self) -> str:
-        return _digest([self.source.url, self.target.url, *self.batches])
+        return _digest([self.source.url, self.target.url, *self.batches, "+", *self.pending])
 
     @property
     def files(self) -> int:
         return sum(len(items) for items in self.batches.values())
 
     def __bool__(self) -> bool:
-        return bool(self.batches)
+        """Whether the run has work: batches to render, or records to add to the report."""
+        return bool(self.batches or self.pending)
 
     def manifest(self, batch: str) -> dict:
         return {
@@ -76,16 +90,25 @@ class JobPlan:
             "listed": self.listed,
             "previewable": self.previewable,
             "done": self.done,
+            "redone": self.redone,
             "skipped": self.skipped,
+            "pending": self.pending,
             "batches": {b: [i.as_dict() for i in items] for b, items in self.batches.items()},
         }
 
     def describe(self) -> str:
+        new = self.files - self.redone
         line = (
             f"thumbnail job: {self.listed} objects under {self.source}, {self.previewable} "
-            f"previewable, {self.done} already done, {self.files} new in "
-            f"{len(self.batches)} batch(es)"
+            f"previewable, {self.done} already done, {new} new"
+            + (f" and {self.redone} to redo" if self.redone else "")
+            + f" in {len(self.batches)} batch(es)"
         )
+        if self.pending:
+            line += (
+                f"; the report lacks the rows of {len(self.pending)} batch(es) a stopped run "
+                f"left, which this run adds"
+            )
         if self.skipped.get("files"):
             line += f"; {skipped_note(self.skipped)}"
         return line
@@ -110,14 +133,16 @@ def what_is_new(
     outputs: Iterable[str],
     reported: Iterable[str],
     is_previewable: Callable[[str], bool],
+    without_preview: Iterable[str] = (),
 ) -> tuple[list[str], set[str], int]:
     """Previewable sources that lack a preview or a report row, sorted; plus every source name
-    (to check companions) and how many previewable files are already done.
+    (to check companions) and how many previewable files are already done. ``without_preview``:
+    files done with a row only, since their names can have no preview in the output.
 
     A file with a preview but no report row is redone: that is what an interrupted run leaves, and
     redoing it only adds the row (the existing preview is never overwritten).
     """
-    have = {src for src in map(source_of, outputs) if src is not None}
+    have = {src for src in map(source_of, outputs) if src is not None} | set(without_preview)
     rows = set(reported)
     names: set[str] = set()
     new: list[str] = []
@@ -145,28 +170,38 @@ def make_plan(
     batch_size: int,
     max_files: int | None = None,
     workers: int = 1,
+    pending: Iterable[str] = (),
+    without_preview: Iterable[str] = (),
+    redo: Mapping[str, dict] | None = None,
 ) -> JobPlan:
-    """Everything the run will do, from one listing of the input and one of the output."""
+    """Everything the run will do, from one listing of the input and one of the output;
+    ``pending``: the records the report does not hold yet; ``without_preview``: see
+    `what_is_new`; ``redo``: previews to redo (`redo.candidates`), of files already done."""
     if batch_size < 1:
         raise JobConfigError(f"batch_size must be at least 1, got {batch_size}.")
-    new, names, done = what_is_new(sources, outputs, reported, is_previewable)
+    new, names, done = what_is_new(sources, outputs, reported, is_previewable, without_preview)
     previewable = len(new) + done
+    redo = {n: r for n, r in (redo or {}).items() if n in names and n not in set(new)}
+    new = sorted([*new, *redo])
     if max_files is not None:
         new = new[:max_files]
     items = []
     for name in new:
         companions = tuple(companion_names(name, names))  # as spelt there: x.EMI or x.emi
-        items.append(Item(name, companions, tuple(c for c in companions if c not in names)))
+        missing = tuple(c for c in companions if c not in names)
+        items.append(Item(name, companions, missing, redo.get(name)))
     plan = JobPlan(
         source,
         target,
         listed=len(names),
         previewable=previewable,
-        done=done,
+        done=done - len(redo),
+        redone=sum(1 for item in items if item.redo),
         skipped=skipped_files(names, is_previewable, companion_names),
+        pending=sorted(pending),
     )
     for chunk in split(items, batch_size, workers):
-        plan.batches[batch_id(source, target, (i.name for i in chunk))] = chunk
+        plan.batches[batch_id(source, target, (i.key for i in chunk))] = chunk
     return plan
 
 

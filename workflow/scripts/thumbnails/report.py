@@ -3,11 +3,15 @@ it adds, never the whole archive's rows again:
 
 - ``report/batches/<batch>.json``, the record of one batch (its rows, its figures), written by the
   batch itself when it ends; never rewritten;
-- ``report.csv``, every row for spreadsheets: each run appends the rows of the records not yet in
-  it (a server-side compose in a bucket). A file previewed again has a later row, which is the
-  one that counts;
-- ``report.json``, the summary: files, ok and failed over all runs, the last run's figures, which
-  records the CSV holds, and the names whose preview's name another object holds (kept).
+- ``report.csv``, every row for spreadsheets: each run appends the rows that the records add (a
+  server-side compose in a bucket, under a precondition on the CSV's generation). A row that is
+  already the file's last row is never added again, so runs that overlap, split their batches
+  differently, or die and are run again add each file's row once; a file previewed again (redone,
+  or its preview removed) gets a later row only if that row differs, and the last row counts;
+- ``report.json``, the summary: made from the CSV's last rows each time it is written (files, ok
+  and failed, the names kept or without a preview), the records it holds, the last run's figures.
+  It always agrees with the CSV it was made from; a run killed between the two leaves a CSV ahead
+  of its summary, and the next run's report step makes the summary again.
 
 Planning reads only the summary and the one listing of the output it makes anyway: a source is
 reported when its preview was written by a batch whose record exists (`reported_names`). Pure
@@ -19,15 +23,32 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import NamedTuple
 
-from .locations import Location, preview_name, source_of
+from .locations import NO_PLACE, Location, preview_name, source_of
 from .plan import skipped_note
 
 REPORT_JSON = "report.json"
 REPORT_CSV = "report.csv"
 RECORDS = "report/batches"
-REPORT_COLUMNS = ("name", "source", "preview", "ok", "kind", "title", "signals", "shown", "error")
+# `renderer`: the version of the renderer that made the preview (thumbnails.RENDERER); `redone`:
+# what a `redo:` run replaced (e.g. "placeholder"), empty for a file's first preview.
+REPORT_COLUMNS = (
+    "name",
+    "source",
+    "preview",
+    "ok",
+    "kind",
+    "title",
+    "signals",
+    "shown",
+    "error",
+    "renderer",
+    "redone",
+)
+# Said in a row whose preview was not written because another object held its name.
+KEPT = "not written: another object was already at the preview's name and was kept"
 
 
 def row(
@@ -42,6 +63,8 @@ def row(
     shown: str = "",
     error: str | None = None,
     preview: bool = True,
+    renderer: str = "",
+    redone: str = "",
 ) -> dict:
     """One report row; ``preview=False`` when no preview object was made for the file."""
     return {
@@ -54,19 +77,30 @@ def row(
         "signals": int(signals),
         "shown": shown,
         "error": error,
+        "renderer": renderer,
+        "redone": redone,
     }
 
 
 def summarize(rows: Iterable[Mapping]) -> dict:
     rows = list(rows)
-    failed = sum(1 for r in rows if not r["ok"])
+    failed = sum(1 for r in rows if not _ok(r["ok"]))
     return {"files": len(rows), "ok": len(rows) - failed, "failed": failed}
+
+
+def _ok(value: object) -> bool:
+    return value is True or value == "True"
 
 
 def summary_line(summary: Mapping) -> str:
     """The last line a run prints: tells "all done" from "done with failures" at a glance."""
     n, failed = summary["files"], summary["failed"]
-    if failed == 0:
+    if n == 0 and summary.get("repaired"):
+        line = (
+            f"thumbnail job: nothing new to preview; added to the report the rows of "
+            f"{summary['repaired']} batch(es) a stopped run left"
+        )
+    elif failed == 0:
         line = f"thumbnail job: all {n} done"
     else:
         line = (
@@ -81,6 +115,9 @@ def summary_line(summary: Mapping) -> str:
             f"object already had {'their names' if kept != 1 else 'its name'} (kept as it "
             f"was, see the report)"
         )
+    redone = len(summary.get("redone") or ())
+    if redone:
+        line += f"; {redone} preview{'s' if redone != 1 else ''} redone (see the report)"
     if (summary.get("skipped") or {}).get("files"):
         line += f"; {skipped_note(summary['skipped'])}"
     return line
@@ -128,8 +165,13 @@ def names_in_record(document: bytes | None) -> list[str]:
 
 def parse_summary(document: bytes | None) -> dict:
     """The summary in ``report.json``, or an empty one when there is none or it is unreadable
-    (a damaged summary only means that records are added to the CSV again: no row is lost)."""
-    empty = {"summary": {"files": 0, "ok": 0, "failed": 0}, "records": [], "kept": []}
+    (a damaged summary only means that records are read again: no row is lost or doubled)."""
+    empty = {
+        "summary": {"files": 0, "ok": 0, "failed": 0},
+        "records": [],
+        "kept": [],
+        "unwritable": [],
+    }
     if not document:
         return empty
     try:
@@ -141,6 +183,102 @@ def parse_summary(document: bytes | None) -> dict:
         return empty
 
 
+# -- the CSV, read back -----------------------------------------------------------------------
+_OK, _SHOWN, _ERROR = (REPORT_COLUMNS.index(c) for c in ("ok", "shown", "error"))
+
+
+class Last(NamedTuple):
+    """What the report keeps of a file's last row while it merges: enough to tell an equal row
+    (``digest``) and to count the summary, a few dozen bytes a file however long the row."""
+
+    digest: int
+    ok: bool
+    kept: bool
+    unwritable: bool
+
+
+def values(r: Mapping) -> tuple[str, ...]:
+    """A row as the CSV holds it, one string per column: how two rows are compared."""
+    return tuple("" if r.get(k) is None else str(r.get(k)) for k in REPORT_COLUMNS)
+
+
+def last_of(v: tuple[str, ...]) -> Last:
+    return Last(hash(v), v[_OK] == "True", KEPT in v[_SHOWN], v[_ERROR].startswith(NO_PLACE))
+
+
+def read_csv(document: bytes | None) -> Iterator[tuple[str, ...]]:
+    """Every row of a report.csv, as `values`, streamed; a row of an older header (fewer
+    columns) gets empty values for those it lacks."""
+    if not document:
+        return
+    reader = csv.reader(io.TextIOWrapper(io.BytesIO(document), "utf-8", "replace", newline=""))
+    index = {column: i for i, column in enumerate(next(reader, ()))}
+    for fields in reader:
+        if fields:
+            yield tuple(
+                fields[index[c]] if c in index and index[c] < len(fields) else ""
+                for c in REPORT_COLUMNS
+            )
+
+
+def csv_columns(document: bytes | None) -> tuple[str, ...]:
+    """The header of a report.csv (empty if there is none)."""
+    if not document:
+        return ()
+    first = document.split(b"\n", 1)[0].decode("utf-8", "replace")
+    return tuple(next(csv.reader([first]), ()))
+
+
+def scan_csv(document: bytes | None) -> tuple[int, dict[str, Last]]:
+    """How many rows a report.csv holds, and each file's last row (the one that counts)."""
+    count, last = 0, {}
+    for v in read_csv(document):
+        count += 1
+        last[v[0]] = last_of(v)
+    return count, last
+
+
+def rows_to_add(last: dict[str, Last], records: Iterable[Mapping]) -> list[dict]:
+    """The rows of ``records`` that the report lacks, in order: a row equal to its file's last row
+    (another batch's of the same file, a killed run's already appended) is left out. ``last`` is
+    updated with the rows returned."""
+    out = []
+    for record in records:
+        for r in record["rows"]:
+            v = values(r)
+            seen = last.get(v[0])
+            if seen is None or seen.digest != hash(v):
+                out.append(r)
+                last[v[0]] = last_of(v)
+    return out
+
+
+def make_summary(
+    source: Location,
+    target: Location,
+    last: Mapping[str, Last],
+    csv_rows_count: int,
+    records: Iterable[str],
+    run: Mapping,
+    updated: str,
+) -> dict:
+    """``report.json`` for a CSV whose last rows are ``last`` (and that holds ``csv_rows_count``
+    rows): every figure is counted from those rows, so the two always agree."""
+    failed = sum(1 for v in last.values() if not v.ok)
+    return {
+        "input": source.url,
+        "output": target.url,
+        "updated": updated,
+        "rows": REPORT_CSV,
+        "csv_rows": csv_rows_count,
+        "summary": {"files": len(last), "ok": len(last) - failed, "failed": failed},
+        "last_run": dict(run),
+        "records": sorted(set(records)),
+        "kept": sorted(n for n, v in last.items() if v.kept),
+        "unwritable": sorted(n for n, v in last.items() if v.unwritable),
+    }
+
+
 def next_summary(
     previous: Mapping,
     source: Location,
@@ -149,23 +287,19 @@ def next_summary(
     run: Mapping,
     updated: str,
 ) -> dict:
-    """The summary after adding ``records`` (those the previous one did not hold)."""
-    rows = [r for record in records for r in record["rows"]]
-    added = summarize(rows)
-    counts = {k: previous["summary"].get(k, 0) + added[k] for k in ("files", "ok", "failed")}
-    kept = set(previous.get("kept", []))
-    for record in records:
-        kept.update(record.get("kept", []))
-    return {
-        "input": source.url,
-        "output": target.url,
-        "updated": updated,
-        "rows": REPORT_CSV,
-        "summary": counts,
-        "last_run": dict(run),
-        "records": sorted({*previous["records"], *(r["batch"] for r in records)}),
-        "kept": sorted(kept),
-    }
+    """The summary of a report whose CSV holds exactly the rows of ``records`` (and the records
+    ``previous`` lists): for a report made in one go, as the archive benchmark seeds one."""
+    last: dict[str, Last] = {}
+    added = rows_to_add(last, records)
+    return make_summary(
+        source,
+        target,
+        last,
+        len(added),
+        [*previous.get("records", []), *(r["batch"] for r in records)],
+        run,
+        updated,
+    )
 
 
 def reported_names(
