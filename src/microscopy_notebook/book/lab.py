@@ -121,6 +121,9 @@ class Lab:
         env.update(
             {
                 "HOME": str(self.home),
+                # The image's shell (docker-stacks sets SHELL): a terminal opens bash, not sh,
+                # wherever this runs (CI may have no SHELL at all).
+                "SHELL": "/bin/bash",
                 "JUPYTER_CONFIG_DIR": str(state / "config"),
                 "JUPYTER_DATA_DIR": str(state / "data"),
                 "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
