@@ -3,6 +3,7 @@ preview the job makes of its sample, written when the book is built."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,8 +74,6 @@ def test_a_format_without_a_sample_fails_the_build(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     page = "# Formats\n\n```{formats-table}\n```\n"
     (tmp_path / "src" / "conf.py").write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(tmp_path)!r})\n"
         "import extra_format\n"
         'extensions = ["myst_parser", "microscopy_notebook.book.formats_table"]\n'
     )
@@ -94,6 +93,8 @@ def test_a_format_without_a_sample_fails_the_build(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=600,
+        # extra_format first, then this process's path (where `thumbnails` is found)
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
     )
     assert proc.returncode != 0
     assert "formats-table: no sample for Made up" in proc.stdout + proc.stderr

@@ -24,6 +24,7 @@ there.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 import signal
@@ -53,8 +54,15 @@ OUTSIDE = (
     "the output folder points elsewhere)"
 )
 LEAF_BYTES = 100  # scratch copies keep a plain file name up to this long (readers pair by it)
-# The renderer's process: the job's library beside this script, then thumbnails.worker.
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from thumbnails.worker import serve; serve()"
+
+
+def _library_env() -> dict[str, str]:
+    """This process's environment with the job's library (the folder `thumbnails` is in) first
+    on PYTHONPATH: the renderer's process imports the same library as this one."""
+    env = dict(os.environ)
+    library = str(Path(thumbnails.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (library, env.get("PYTHONPATH"))))
+    return env
 
 
 class _Stopped(Exception):
@@ -101,7 +109,8 @@ class Renderer:
 
     def _start(self) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, str(Path(thumbnails.__file__).resolve().parents[1])],
+            [sys.executable, "-m", "thumbnails.worker"],
+            env=_library_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
