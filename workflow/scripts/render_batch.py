@@ -142,6 +142,7 @@ class Renderer:
         except _Died as died:
             reason = stopped_reason(died.status)
         self.stops += 1
+        self._end()
         self._start()
         try:
             made = self._ask({"op": "placeholder", "name": name, "reason": reason})
@@ -158,8 +159,16 @@ class Renderer:
         except _Died:
             pass
         finally:
-            self._proc.stdin.close()
-            self._proc.wait()
+            self._end()
+
+    def _end(self) -> None:
+        """Close this process's ends of the pipes and wait for the renderer's process to end."""
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            try:
+                pipe.close()
+            except OSError:  # a dead renderer's stdin: the flush of what it never read fails
+                pass
+        self._proc.wait()
 
 
 def scratch_leaves(names: list[str]) -> list[str]:
