@@ -359,9 +359,11 @@ def watch(argv: list[str]) -> int:
         if job.status.state.name != state:
             state = job.status.state.name
             print(f"{time.strftime('%H:%M:%S')} {args.job}: {state}", flush=True)
-        # One read of its log per look: Cloud Logging's read quota is per project, shared with
-        # the render jobs' logs the coordinator reads (chapters/google-batch.md).
-        lines = [str(e.payload) for e in logs.list_entries(filter_=f"labels.job_uid={job.uid}")]
+        # Its whole log each look, 1,000 entries a read (the API's default page is 50): Cloud
+        # Logging's read quota is per project, shared with the render jobs' logs the coordinator
+        # reads (chapters/google-batch.md).
+        entries = logs.list_entries(filter_=f"labels.job_uid={job.uid}", page_size=1000)
+        lines = [str(e.payload) for e in entries]
         for line in lines[printed:]:
             print(f"  {line}", flush=True)
         printed = max(printed, len(lines))

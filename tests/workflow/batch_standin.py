@@ -105,7 +105,8 @@ class _Logger:
         while True:
             page = _call(
                 "/logging/list",
-                {"filter": filter_, "page_size": page_size or 1000, "page_token": token},
+                # the API's own default page: 50 entries
+                {"filter": filter_, "page_size": page_size or 50, "page_token": token},
             )
             for line in page["entries"]:
                 yield _Entry(line)
