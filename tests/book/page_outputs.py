@@ -17,6 +17,7 @@ import nbformat
 import pytest
 from bs4 import BeautifulSoup
 from jupyter_cache import get_cache
+from markdown_it import MarkdownIt
 
 from microscopy_notebook import book
 
@@ -76,6 +77,11 @@ def _check_the_page(notebook: str, nb: nbformat.NotebookNode) -> None:
                 page_text = " ".join(element.get_text().split())
                 table = BeautifulSoup(output.data["text/html"], "html.parser").get_text()
                 assert " ".join(table.split()) in page_text, where
+            elif "text/markdown" in output.get("data", {}):  # a computed sentence: its text
+                page_text = " ".join(element.get_text().split())
+                rendered = MarkdownIt().render(output.data["text/markdown"])
+                text = BeautifulSoup(rendered, "html.parser").get_text()
+                assert " ".join(text.split()) in page_text, where
             else:
                 pytest.fail(f"{where}: an output of a kind this check does not know: {output}")
 

@@ -494,8 +494,13 @@ def test_download_source_and_edit_buttons(browser: Browser, page_name: str) -> N
             assert response.headers["content-type"] == "application/x-ipynb+json"
             nb = json.loads(response.body())
             assert nb["nbformat"] == 4 and nb["metadata"]["kernelspec"]["name"]
-            # The notebook to run: the page's code cells, in order (outputs are on the page).
-            code = ["".join(c["source"]).strip() for c in nb["cells"] if c["cell_type"] == "code"]
+            # The notebook to run: the page's code cells, in order (outputs are on the page); a
+            # cell tagged remove-input shows only its output (a sentence computed from figures).
+            code = [
+                "".join(c["source"]).strip()
+                for c in nb["cells"]
+                if c["cell_type"] == "code" and "remove-input" not in c["metadata"].get("tags", [])
+            ]
             shown = page.locator(f"{CONTENT} div.cell_input pre").all_inner_texts()
             assert code and code == [text.strip() for text in shown]
         else:
