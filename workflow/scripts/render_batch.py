@@ -6,7 +6,8 @@ Run by the ``render`` rule: ``python render_batch.py MANIFEST RESULTS LOG``. The
 companions, e.g. the ``.emi`` of a ``.ser``), rendered, written under the output, and gets one
 report row. Downloads run a few files ahead and uploads
 behind, in threads, while the renderer draws: the storage's latency is hidden behind the drawing
-instead of added to it.
+instead of added to it. The renderer gets the next file before this process writes the last one's
+preview, so it does not wait for this process either.
 
 A file that cannot be read gets a placeholder preview and an error row; the batch goes on. A file
 that stops the renderer itself (the kernel's OOM killer, a reader that crashes) gets a placeholder
@@ -47,6 +48,7 @@ from thumbnails.worker import peak_memory_mib
 PROGRESS_SECONDS = 5.0  # at most one progress line per this many seconds on the terminal
 IO_THREADS = 4  # concurrent downloads and uploads
 AHEAD = 8  # files downloaded ahead of the one being drawn: bounds the scratch disk in use
+RENDER_AHEAD = 1  # files handed to the renderer ahead of the one whose preview is written
 GONE = "the file disappeared before the job could read it"
 KEPT = report.KEPT
 OUTSIDE = (
@@ -98,13 +100,19 @@ def stopped_reason(status: int) -> str:
 class Renderer:
     """`preview.make_preview` in the renderer's own process (`thumbnails.worker`), started at
     once so that its imports overlap the first downloads, and started again when a file stops it:
-    that file's preview is then a placeholder saying so."""
+    that file's preview is then a placeholder saying so.
+
+    Files are handed over ahead (`submit`) and their previews taken in the same order (`result`),
+    so the renderer starts on the next file while this process writes the last one's, instead of
+    waiting for it; when the renderer stops, the file it was on is the oldest not answered, and
+    the files sent after it go to the new renderer."""
 
     def __init__(self, stderr: TextIO | None = None) -> None:
         self._stderr = stderr
         self.import_seconds: float | None = None
         self.stops = 0  # files that stopped the renderer
         self.peak_mib = 0.0
+        self._sent: deque[dict] = deque()  # requests not answered yet, oldest first
         self._start()
 
     def _start(self) -> None:
@@ -123,29 +131,49 @@ class Renderer:
         except (EOFError, OSError, pickle.UnpicklingError):
             raise _Died(self._proc.wait()) from None
 
-    def _ask(self, request: dict) -> dict:
+    def _send(self, request: dict) -> None:
+        """Write one request. A renderer that has ended is found out when its answer is read:
+        the file it was on then is the oldest one sent."""
+        try:
+            pickle.dump(request, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._proc.stdin.flush()
+        except OSError:
+            pass
+
+    def _answer(self) -> dict:
         if not self._ready:
             ready = self._receive()
             self._ready = True
             if self.import_seconds is None:
                 self.import_seconds = ready["import_seconds"]
-        try:
-            pickle.dump(request, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self._proc.stdin.flush()
-        except OSError:
-            raise _Died(self._proc.wait()) from None
         return self._receive()
 
-    def make_preview(self, path: Path, name: str) -> SimpleNamespace:
+    @property
+    def waiting(self) -> int:
+        """Files submitted whose preview has not been taken yet."""
+        return len(self._sent)
+
+    def submit(self, path: Path, name: str) -> None:
+        """Hand one file to the renderer; its preview comes from `result`, in this order."""
+        request = {"op": "render", "path": str(path), "name": name}
+        self._sent.append(request)
+        self._send(request)
+
+    def result(self) -> SimpleNamespace:
+        """The preview of the oldest file submitted and not yet taken."""
+        request = self._sent.popleft()
         try:
-            return SimpleNamespace(**self._ask({"op": "render", "path": str(path), "name": name}))
+            return SimpleNamespace(**self._answer())
         except _Died as died:
             reason = stopped_reason(died.status)
         self.stops += 1
         self._end()
         self._start()
+        self._send({"op": "placeholder", "name": request["name"], "reason": reason})
+        for later in self._sent:  # sent to the renderer that stopped: to this one now
+            self._send(later)
         try:
-            made = self._ask({"op": "placeholder", "name": name, "reason": reason})
+            made = self._answer()
         except _Died as again:  # not the file: the renderer cannot start at all
             raise RuntimeError(
                 f"the renderer's process ended with status {again.status} before rendering "
@@ -153,12 +181,22 @@ class Renderer:
             ) from None
         return SimpleNamespace(**made)
 
+    def make_preview(self, path: Path, name: str) -> SimpleNamespace:
+        self.submit(path, name)
+        return self.result()
+
     def close(self) -> None:
         try:
-            self.peak_mib = max(self.peak_mib, self._ask({"op": "bye"})["peak_memory_mib"])
+            self._send({"op": "bye"})
+            while True:  # (after an error, the answers to files still sent come first)
+                answer = self._answer()
+                if "peak_memory_mib" in answer:
+                    self.peak_mib = max(self.peak_mib, answer["peak_memory_mib"])
+                    break
         except _Died:
             pass
         finally:
+            self._sent.clear()
             self._end()
 
     def _end(self) -> None:
@@ -221,8 +259,16 @@ def render(
     Never raises for a bad file."""
     if path is None:
         return report.row(source, target, name, ok=False, preview=False, error=GONE), None
+    renderer.submit(path, name)
+    return rendered(renderer, source, target, name, missing)
+
+
+def rendered(
+    renderer, source: Location, target: Location, name: str, missing: list[str]
+) -> tuple[dict, bytes | None]:
+    """`render`'s row and PNG for the renderer's oldest file submitted (`Renderer.submit`)."""
     try:
-        preview = renderer.make_preview(path, name)
+        preview = renderer.result()
     except Exception as exc:  # noqa: BLE001 - a renderer bug must not cost the other files
         return report.row(
             source,
@@ -359,6 +405,16 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
                 kept.append(row["name"])
 
         queued = 0  # files whose download has been started
+        handed = 0  # files handed to the renderer (or found to need none), in order
+        fetched: dict[int, tuple[Path | None, list[str]]] = {}
+
+        def hand(j: int) -> None:
+            """Give file ``j`` to the renderer once it is downloaded (waiting for it)."""
+            if places[j] is None:
+                fetched[j] = fetches.pop(j).result()
+                if fetched[j][0] is not None:
+                    renderer.submit(fetched[j][0], files[j]["name"])
+
         try:
             for i, item in enumerate(files):
                 while queued < min(i + AHEAD, len(files)):
@@ -368,14 +424,27 @@ def render_batch(manifest: dict, log: TextIO | None = None, progress: TextIO | N
                         )
                     queued += 1
                 t = time.perf_counter()
+                if handed == i:
+                    hand(i)
+                    handed += 1
+                # The next files too, as far as they are downloaded (a failed download is met
+                # in its turn): the renderer goes on to them while this one's preview is written.
+                while handed < min(i + RENDER_AHEAD + 1, len(files)) and (
+                    places[handed] is not None
+                    or (fetches[handed].done() and fetches[handed].exception() is None)
+                ):
+                    hand(handed)
+                    handed += 1
                 if places[i] is not None:  # the name cannot have a preview: say why, no fetch
                     row = report.row(source, target, item["name"], ok=False, preview=False)
                     no_place(row, places[i])
                     png = None
                 else:
-                    row, png = render(
-                        renderer, source, target, item["name"], *fetches.pop(i).result()
-                    )
+                    path, missing = fetched.pop(i)
+                    if path is None:
+                        row, png = render(renderer, source, target, item["name"], None, missing)
+                    else:
+                        row, png = rendered(renderer, source, target, item["name"], missing)
                 shutil.rmtree(Path(tmp) / str(i), ignore_errors=True)
                 if png is not None:
                     redo = item.get("redo")

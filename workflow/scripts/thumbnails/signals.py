@@ -10,9 +10,11 @@ navigation axes first, with its kind: spectrum, linescan, image, image-stack, sp
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import math
+import struct
 import sys
 import types
 from collections.abc import Mapping
@@ -106,6 +108,8 @@ def read_signals(path: Path, base: str, budget: int = BUDGET) -> list[Signal]:
     if head.decoded <= min(LAZY_BYTES, budget):
         if plugin == "tia":
             dicts = _read_ser(path, base)
+        elif head.parsed is not None:  # a DM file's tags, parsed once for its header
+            dicts = _dm_dicts(path, head.parsed)
         else:
             dicts = import_reader(plugin).file_reader(str(path))
         return [_signal(d) for d in dicts]
@@ -152,6 +156,7 @@ class Header:
     decoded: int  # bytes of all its arrays, decoded
     piece: int = 0  # bytes of the largest piece decoded whole when read in pieces
     pieces: Any = None  # how to read it in pieces (format-specific), None: it cannot be
+    parsed: Any = field(default=None, repr=False)  # DM: the reader with its tags parsed
 
 
 def header_of(path: Path, plugin: str) -> Header:
@@ -193,13 +198,69 @@ def _tiff_header(path: Path) -> Header:
     return Header(decoded, piece, "tiff" if streams else None)
 
 
+# The DigitalMicrograph tag parser's element types (rsciio ``get_data_reader``) as `struct` codes:
+# the values its per-element readers give, each of these the same Python object.
+_DM_CODES = {
+    2: "h",
+    3: "l",
+    4: "H",
+    5: "L",
+    6: "f",
+    7: "d",
+    8: "B",
+    9: "c",
+    10: "b",
+    11: "q",
+    12: "Q",
+}
+
+
+@functools.cache
+def _dm_reader() -> type:
+    """rsciio's DigitalMicrograph tag parser, reading a tag's array or string in one call where
+    it reads element by element, one ``read`` and one unpack each (tens of thousands in a spectrum
+    image's tags: most of the parse). The tags it gives are the same; where a read comes back
+    short (a truncated file), the reader's own code reads it again, and fails as it does."""
+    import_reader("digitalmicrograph")  # with its lazy mode's imports deferred
+    api = importlib.import_module("rsciio.digitalmicrograph._api")
+
+    class Reader(api.DigitalMicrographReader):
+        def read_array(self, size, enc_eltype, extra=None, skip=False):
+            code = _DM_CODES.get(enc_eltype)
+            if skip is True or code is None or self.endian not in ("little", "big") or size <= 0:
+                return super().read_array(size, enc_eltype, extra, skip)
+            unpack = struct.Struct(f"{'<' if self.endian == 'little' else '>'}{size}{code}")
+            start = self.f.tell()
+            raw = self.f.read(unpack.size)
+            if len(raw) < unpack.size:
+                self.f.seek(start)
+                return super().read_array(size, enc_eltype, extra, skip)
+            data = list(unpack.unpack(raw))
+            if enc_eltype == 4:  # it's actually a string (as the reader says)
+                return "".join([chr(i) for i in data])
+            return data
+
+        def read_string(self, length, skip=False):
+            if skip is True or self.endian not in ("little", "big") or length <= 0:
+                return super().read_string(length, skip)
+            start = self.f.tell()
+            data = self.f.read(length)
+            if len(data) < length:
+                self.f.seek(start)
+                return super().read_string(length, skip)
+            try:
+                return data.decode("utf8")
+            except Exception:  # noqa: BLE001 - as the reader: latin-1 when it is not UTF-8
+                return data.decode("latin-1", errors="ignore")
+
+    return Reader
+
+
 def _dm_header(path: Path, size: int) -> Header:
     """From the DigitalMicrograph reader's tag parser, which reads no data: each image's size
     and where it starts, which must lie inside the file."""
-    import_reader("digitalmicrograph")  # with its lazy mode's imports deferred
-    api = importlib.import_module("rsciio.digitalmicrograph._api")
     with path.open("rb") as fh:
-        dm = api.DigitalMicrographReader(fh)
+        dm = _dm_reader()(fh)
         try:
             dm.parse_file()
         except Exception:  # a data count past the end derails the tags after it: say so
@@ -208,7 +269,38 @@ def _dm_header(path: Path, size: int) -> Header:
         images = dm.get_image_dictionaries() or []
     for image in images:
         _data_inside(image, size, path)
-    return Header(sum(int(i["ImageData"]["Data"]["size_bytes"]) for i in images), 0, "dm")
+    decoded = sum(int(i["ImageData"]["Data"]["size_bytes"]) for i in images)
+    return Header(decoded, 0, "dm", dm if images else None)
+
+
+def _dm_dicts(path: Path, dm: Any) -> list[dict]:
+    """The data, axes, metadata and original metadata the DigitalMicrograph reader's
+    ``file_reader(path)`` gives (rsciio 0.15; not HyperSpy's mapping, unused here), from tags
+    already parsed for the header: the file's tag tree is parsed once, not twice (the parse is
+    most of a small DM file's reading). Nor is that tree deep-copied for each signal, as the
+    reader does because it then changes it: here each signal's ``original_metadata`` is a new
+    dict holding its own image's tags beside the others, which are shared and only read."""
+    api = importlib.import_module("rsciio.digitalmicrograph._api")
+    with path.open("rb") as f:
+        images = [api.ImageObject(imdict, f) for imdict in dm.get_image_dictionaries()]
+        others = {k: v for k, v in dm.tags_dict.items() if k != "ImageList"}
+        dicts = []
+        for image in images:
+            image.filename = str(path)
+            metadata = image.get_metadata()
+            metadata["General"]["original_filename"] = path.name
+            dicts.append(
+                {
+                    "data": image.get_data(False, "auto"),
+                    "axes": image.get_axes_dict(),
+                    "metadata": metadata,
+                    "original_metadata": {
+                        **others,
+                        "ImageList": {"TagGroup0": image.imdict.to_dict()},
+                    },
+                }
+            )
+    return dicts
 
 
 def _data_inside(tags: Any, size: int, path: Path) -> None:

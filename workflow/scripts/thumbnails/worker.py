@@ -1,17 +1,19 @@
-"""The renderer's own process: `preview.make_preview` for one batch, one file at a time.
+"""The renderer's own process: `preview.make_preview` for one batch, one file after another.
 
 A file can kill the process that reads it: the kernel's OOM killer ends it when a file needs more
 memory than the machine (or the Batch task's container) has, and a reader can crash on a hostile
 file. So the batch's process (``render_batch``: storage, report rows) does not render; it starts
-this process once per batch and hands it one file at a time over a pipe. When this process dies,
-the batch's process knows which file it was on, starts a new one, gives that file a placeholder
-saying the renderer was stopped, and goes on with the rest. This process asks the kernel to pick
-it first when memory runs out (``oom_score_adj``), so the batch's process survives to say so.
+this process once per batch and hands it the files over a pipe, the next one before it takes the
+last one's answer. When this process dies, the batch's process knows which file it was on (the
+oldest one unanswered), starts a new one, gives that file a placeholder saying the renderer was
+stopped, and goes on with the rest. This process asks the kernel to pick it first when memory
+runs out (``oom_score_adj``), so the batch's process survives to say so.
 
 Protocol (pickles on stdin and on the stdout the process was started with; the readers' own
 prints go to stderr, the batch's log): first {"ready", "import_seconds"}; then for each request
-{"op": "render", "path", "name"} or {"op": "placeholder", "name", "reason"} one answer, the
-fields of a `preview.Preview`; {"op": "bye"} gets {"peak_memory_mib"} and the process exits.
+{"op": "render", "path", "name"} or {"op": "placeholder", "name", "reason"} one answer, in the
+order asked, the fields of a `preview.Preview`; {"op": "bye"} gets {"peak_memory_mib"} and the
+process exits.
 """
 
 from __future__ import annotations
