@@ -24,6 +24,7 @@ there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -202,10 +203,9 @@ class Renderer:
     def _end(self) -> None:
         """Close this process's ends of the pipes and wait for the renderer's process to end."""
         for pipe in (self._proc.stdin, self._proc.stdout):
-            try:
+            # a dead renderer's stdin: the flush of what it never read fails
+            with contextlib.suppress(OSError):
                 pipe.close()
-            except OSError:  # a dead renderer's stdin: the flush of what it never read fails
-                pass
         self._proc.wait()
 
 
