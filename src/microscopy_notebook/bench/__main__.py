@@ -40,6 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-book", action="store_true", help="skip timing the book build")
     parser.add_argument("--book-only", action="store_true", help="time only the book build")
     parser.add_argument(
+        "--book", type=Path, default=None, help="time this book's folder instead of the guide's"
+    )
+    parser.add_argument(
+        "--book-edit",
+        default=None,
+        help="the notebook, in the book's folder, that the third build finds one cell longer "
+        "(default: the guide's storage tutorial)",
+    )
+    parser.add_argument(
         "--original-through-storage",
         action="store_true",
         help="the original reads and writes through the gcs storage plugin, as "
