@@ -12,6 +12,40 @@ import pytest
 from microscopy_notebook.cloud import samples
 from microscopy_notebook.cloud.emulator import Emulator
 
+# Files of long, independent tests that share no costly module fixture: under `--dist=loadfile`
+# their tests go one by one to whichever worker is free, so that no worker is left alone with a
+# file of minutes. Every other file's tests stay together on one worker and share its fixtures
+# (a browser, a JupyterLab).
+SPREAD = {
+    "test_batch_runs.py",
+    "test_bench.py",
+    "test_browser.py",
+    "test_build.py",
+    "test_commands.py",
+    "test_faults.py",
+    "test_leaves_alone.py",
+    "test_messages.py",
+    "test_misuse.py",
+    "test_robustness.py",
+    "test_roles.py",
+    "test_runs.py",
+    "test_storage_faults.py",
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist=loadfile`, less the files in `SPREAD`."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return nodeid if path.rsplit("/", 1)[-1] in SPREAD else path
+
+    return Scheduling(config, log)
+
 
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Emulator]:
