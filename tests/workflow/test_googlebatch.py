@@ -256,18 +256,27 @@ def test_a_jobs_account_missing_a_role_fails_the_run_with_googles_message(
 ) -> None:
     """The jobs' account without Storage Object User on the output bucket: Cloud Storage refuses
     its first read of a work file there, the task fails, Batch reports FAILED, and the job's log,
-    which the plugin saves and Snakemake names, says who lacks which permission."""
+    which the plugin saves and Snakemake names, says who lacks which permission.
+
+    And how often a batch that always fails is tried: Batch retries its task in the same Job
+    (`googlebatch-retry-count`), and Snakemake submits a new Job `preemptible-retries` times (one
+    here, three in the profile: the Batch chapter's eight tries of a failing batch)."""
     where = buckets(gcs)
     root = checkout(tmp_path)
     short = iam.load().people[JOBS].without("roles/storage.objectUser", "output")
     with batch_service(emulator, task_python, where.where(), {JOBS: short}) as service:
         failed = run(
-            launcher(service, root, where, batch_python, "--preemptible-retries", "0"),
+            launcher(service, root, where, batch_python, "--preemptible-retries", "1"),
             root,
             submitter_env(service, storage_env, tmp_path),
         )
     account = iam.load().email("jobs-account")
     assert failed.returncode != 0
+    jobs = service.jobs()
+    assert len(jobs) == 2  # the first Job, and Snakemake's one new submission
+    tries = 1 + PROFILE["googlebatch-retry-count"]
+    assert {j["job"]["taskGroups"][0]["taskSpec"]["maxRetryCount"] for j in jobs} == {tries - 1}
+    assert len(list(service.out.glob("vm-render-*"))) == 2 * tries  # every try a machine
     assert "has state FAILED" in failed.stderr
     assert re.search(r"\.snakemake/googlebatch_logs/render/\S+\.log", failed.stderr)
     assert (
