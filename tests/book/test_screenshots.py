@@ -63,3 +63,25 @@ def test_no_picture_is_committed() -> None:
     pictures = [t for t in tracked if re.search(r"(^|/)(screenshots?)/", t)]
     assert not pictures, pictures
     assert not any(Path(t).stem in screenshots.NAMES for t in tracked), tracked
+
+
+def test_pictures_taken_beside_the_reading_fail_the_build_as_they_failed() -> None:
+    """The pictures are taken in a thread while the pages are read: the build waits for them
+    where a page shows one, and an error in that thread is raised there, as if taken in line."""
+    import threading
+    from types import SimpleNamespace
+
+    from sphinx.errors import ExtensionError
+
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        failed.append(ExtensionError("screenshot 2 of 5 (terminal): never appeared"))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    app = SimpleNamespace(screenshots_pending=(thread, failed))
+    with pytest.raises(ExtensionError, match="never appeared"):
+        screenshots._wait_for_pictures(app)
+    assert not thread.is_alive()
+    screenshots._wait_for_pictures(app)  # waited for once; nothing is pending after that

@@ -26,6 +26,7 @@ import hashlib
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -297,6 +298,7 @@ class Screenshot(Figure):
     }
 
     def run(self):
+        _wait_for_pictures(self.state.document.settings.env.app)
         name = self.arguments[0]
         if name not in NAMES:
             raise self.error(f"no screenshot {name!r}: the build takes {sorted(NAMES)}")
@@ -311,22 +313,47 @@ class Screenshot(Figure):
 
 
 def _take_if_stale(app: Sphinx) -> None:
-    """Before any page is read: take the pictures again if they are stale and a page shows one
-    (a test's small book shows none, and takes none)."""
+    """Before any page is read: start taking the pictures again if they are stale and a page
+    shows one (a test's small book shows none, and takes none). They are taken in a thread of
+    their own while the pages are read (half a minute of JupyterLab and Chromium, mostly waiting),
+    and waited for by the first page that shows one, or when every page has been read."""
     book = Path(app.srcdir)
     pages = book.rglob("*.md")
     if not any("{screenshot}" in page.read_text() for page in pages if "_build" not in page.parts):
         return
     if not stale(book):
         return
-    logger.info("taking the screenshots of the reader's JupyterLab ...")
+    logger.info("taking the screenshots of the reader's JupyterLab, while the pages are read ...")
     storage.ensure("the screenshots")  # the reader's JupyterLab reaches the example buckets
     shutil.rmtree(book / FOLDER, ignore_errors=True)
-    take(book / FOLDER, book)
-    (book / FOLDER / "inputs-key.txt").write_text(inputs_key(book))
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            take(book / FOLDER, book)
+            (book / FOLDER / "inputs-key.txt").write_text(inputs_key(book))
+        except Exception as error:  # noqa: BLE001 - raised again where the build waits for it
+            failed.append(error)
+
+    thread = threading.Thread(target=work, name="screenshots", daemon=True)
+    thread.start()
+    app.screenshots_pending = (thread, failed)
+
+
+def _wait_for_pictures(app: Sphinx, *_args) -> None:
+    """Wait until the pictures are taken, if they are being taken; fail as `take` failed."""
+    pending = getattr(app, "screenshots_pending", None)
+    if pending is None:
+        return
+    thread, failed = pending
+    thread.join()
+    app.screenshots_pending = None
+    if failed:
+        raise failed[0]
 
 
 def setup(app: Sphinx) -> dict:
     app.add_directive("screenshot", Screenshot)
     app.connect("builder-inited", _take_if_stale)
+    app.connect("env-updated", _wait_for_pictures)  # before the site's images are copied
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
