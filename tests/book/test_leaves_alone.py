@@ -2,8 +2,8 @@
 
 Before the book's commands and notebooks run, a bucket stands at every name they use, holding
 objects at the names they write and others beside them, as a reader's buckets would after a
-previous run, or after the reader put their own files there. The chapters' commands run (as the
-build runs them, `terminal.run`) and the notebooks run (jupytext reads them, nbclient executes
+previous run, or after the reader put their own files there. Each page, in such a world of its
+own: a chapter's commands run (as the build runs them, `terminal.run`) or a notebook runs (jupytext reads them, nbclient executes
 them, in their own folder as myst-nb does); then every object that was there is still there, at
 the same generation (any rewrite, even of the same bytes, changes it), and so is every bucket.
 The same again with a reader's own bucket named in place of the example's.
@@ -126,32 +126,44 @@ def _run_notebook(path: Path, replace: dict[str, str]) -> None:
     ).execute()
 
 
-def _naming(pages: list[Path], replace: dict[str, str]) -> list[Path]:
-    """``pages``, or with ``replace`` only those whose text it changes."""
-    return [p for p in pages if not replace or any(old in p.read_text() for old in replace)]
+READERS_OWN_BUCKETS = {
+    "nexuslims_example-scratch": READERS_OWN,
+    "nexuslims_example-notebook-demo": READERS_OWN,
+}
+
+
+def _cases() -> list:
+    """Every page that runs something, in a world of the example buckets; and again, with a
+    reader's own bucket named in their place, each page that names one of them (the others would
+    run exactly as in the first case). One test each, so that they spread over the workers."""
+    cases = []
+    for world, replace in (("example-buckets", {}), ("readers-own-bucket", READERS_OWN_BUCKETS)):
+        for page in [*CHAPTERS, *NOTEBOOKS]:
+            if not replace or any(old in page.read_text() for old in replace):
+                case_id = f"{world}-{page.parent.name}/{page.name}"
+                cases.append(pytest.param(page, replace, id=case_id))
+    return cases
+
+
+CASES = _cases()
+
+
+def test_a_reader_s_own_bucket_is_tried_in_chapters_and_notebooks() -> None:
+    """The second world is not empty: chapters and notebooks name the buckets it replaces."""
+    readers = {c.values[0] for c in CASES if c.values[1]}
+    assert readers & set(CHAPTERS) and readers & set(NOTEBOOKS)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "replace",
-    [
-        {},
-        {"nexuslims_example-scratch": READERS_OWN, "nexuslims_example-notebook-demo": READERS_OWN},
-    ],
-    ids=["example-buckets", "readers-own-bucket"],
-)
+@pytest.mark.parametrize(("page", "replace"), CASES)
 def test_the_book_leaves_alone_what_it_did_not_make(
-    populated, tmp_path: Path, replace: dict[str, str]
+    populated, tmp_path: Path, page: Path, replace: dict[str, str]
 ) -> None:
     before = _snapshot(populated)
-    # With a reader's own bucket named, only the pages that name a replaced bucket run: the
-    # others would run exactly as in the example-buckets case.
-    chapters, notebooks = _naming(CHAPTERS, replace), _naming(NOTEBOOKS, replace)
-    assert chapters and notebooks, "no page names a replaced bucket"
-    for page in chapters:
+    if page in NOTEBOOKS:
+        _run_notebook(page, replace)
+    else:
         _run_chapter(page, tmp_path, replace)
-    for notebook in notebooks:
-        _run_notebook(notebook, replace)
     after = _snapshot(populated)
 
     assert set(before) <= set(after), f"buckets gone: {set(before) - set(after)}"
