@@ -3,9 +3,10 @@
 Before the book's commands and notebooks run, a bucket stands at every name they use, holding
 objects at the names they write and others beside them, as a reader's buckets would after a
 previous run, or after the reader put their own files there. Each page, in such a world of its
-own: a chapter's commands run (as the build runs them, `terminal.run`) or a notebook runs (jupytext reads them, nbclient executes
-them, in their own folder as myst-nb does); then every object that was there is still there, at
-the same generation (any rewrite, even of the same bytes, changes it), and so is every bucket.
+own: a chapter's commands run (as the build runs them, `terminal.run`), or a notebook runs
+(jupytext reads it, nbclient executes it, in its own folder as myst-nb does). Then every object
+that was there is still there, at the same generation (any rewrite, even of the same bytes,
+changes it), and so is every bucket.
 The same again with a reader's own bucket named in place of the example's.
 
 Not pre-populated: the thumbnail job's own ``report.json`` and ``report.csv``, which the job reads
